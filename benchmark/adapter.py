@@ -1,0 +1,149 @@
+"""The contract between the harness and a method under test.
+
+An adapter is a class registered under a name (``@register("name")``) with a config dataclass
+``Config``. The runner builds it from the resolved config, calls ``fit`` once with the training
+data only, then asks for ``score`` (all items) or ``rank`` (a top-K list) for batches of users.
+The harness owns everything else: truncation of nothing, masking, tie-breaking, metrics, slices.
+
+An adapter never sees validation or test targets. ``fit`` receives the training sequences and a
+``validate`` callback: the harness scores the adapter's *current* state on the validation cases
+and returns NDCG@10, which is how early stopping and model selection work.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Protocol, runtime_checkable
+
+import numpy as np
+
+if TYPE_CHECKING:  # torch is imported lazily so that `import benchmark` stays cheap
+    import torch
+
+    from benchmark.cache import Cache
+    from benchmark.data import ItemCatalog
+
+# What an adapter may declare in `needs`; the runner checks these before fitting.
+KNOWN_NEEDS = frozenset({"item_text", "semantic_ids", "text_embeddings", "llm", "id_model"})
+
+
+@dataclass(frozen=True)
+class TrainData:
+    """Everything a method may learn from.
+
+    ``sequences[u]`` is user ``u``'s chronological training sequence of item indices
+    (``0 .. n_items-1``). Validation and test targets are not in it, and under the
+    ``cold_item`` protocol no interaction with a cold item is in it either.
+    """
+
+    n_items: int
+    sequences: list[np.ndarray]
+    catalog: ItemCatalog
+    item_counts: np.ndarray  # training interactions per item, from `sequences` only
+
+    @property
+    def n_users(self) -> int:
+        return len(self.sequences)
+
+    def pairs(self) -> tuple[np.ndarray, np.ndarray]:
+        """(user, item) index arrays of all training interactions, in sequence order."""
+        users = np.repeat(np.arange(self.n_users), [len(s) for s in self.sequences])
+        items = np.concatenate(self.sequences) if self.sequences else np.zeros(0, dtype=np.int64)
+        return users, items.astype(np.int64)
+
+
+@dataclass(frozen=True)
+class UserBatch:
+    """A batch of users to score: their indices and input histories (oldest first).
+
+    At validation time the input history is the training sequence; at test time it is training
+    + the validation item (minus cold items under the cold protocol). Histories may be empty.
+    """
+
+    users: np.ndarray  # [B] user indices
+    histories: list[np.ndarray]  # B arrays of item indices, chronological
+
+    def __len__(self) -> int:
+        return len(self.users)
+
+    def padded(self, max_len: int, pad: int = -1, offset: int = 0) -> np.ndarray:
+        """Left-padded [B, max_len] matrix of the last ``max_len`` items (+ ``offset``)."""
+        out = np.full((len(self), max_len), pad, dtype=np.int64)
+        for row, hist in enumerate(self.histories):
+            tail = hist[-max_len:] if max_len > 0 else hist[:0]
+            if len(tail):
+                out[row, max_len - len(tail) :] = tail + offset
+        return out
+
+
+@dataclass
+class RunContext:
+    """What the runner hands an adapter besides the data: seed, device, cache, reporting hooks."""
+
+    seed: int
+    profile: str
+    device: str
+    cache: Cache
+    dataset_name: str
+    protocol: str
+    # Fingerprints of the inputs: cache keys of shared artefacts are built from these, so an
+    # artefact that depends on item text only (`catalog_hash`) is shared by both protocols,
+    # and one that depends on training data (`train_hash`) is not.
+    catalog_hash: str
+    train_hash: str
+    show_progress: bool = True
+    stop_reason: str = "not reported"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def report_stop(self, reason: str) -> None:
+        """Record why training stopped ("early_stop", "epoch_cap", "no_training", ...)."""
+        self.stop_reason = reason
+
+
+@runtime_checkable
+class Adapter(Protocol):
+    """What the runner calls. Implement ``score`` *or* ``rank`` (set ``output`` accordingly)."""
+
+    needs: ClassVar[frozenset[str]]
+    output: ClassVar[str]  # "scores" or "ranking"
+
+    def fit(self, train: TrainData, validate: Callable[[], float], ctx: RunContext) -> None: ...
+
+
+class ScoringAdapter(Protocol):
+    def score(self, users: UserBatch) -> torch.Tensor:  # [B, n_items], higher is better
+        ...
+
+
+class RankingAdapter(Protocol):
+    def rank(self, users: UserBatch, k: int) -> torch.Tensor:  # [B, k] item indices, -1 = none
+        ...
+
+
+class AdapterBase:
+    """Optional convenience base: config handling, parameter counting, empty diagnostics."""
+
+    Config: ClassVar[type] = dataclasses.make_dataclass("Config", [])
+    needs: ClassVar[frozenset[str]] = frozenset()
+    output: ClassVar[str] = "scores"
+
+    def __init__(self, config: Any) -> None:
+        self.config = config
+
+    def parameter_counts(self) -> tuple[int, int]:
+        """(trainable, total) parameters; found on any ``torch.nn.Module`` attribute."""
+        trainable = total = 0
+        seen: set[int] = set()
+        for value in vars(self).values():
+            if hasattr(value, "parameters") and hasattr(value, "named_parameters"):
+                for p in value.parameters():
+                    if id(p) in seen:
+                        continue
+                    seen.add(id(p))
+                    total += p.numel()
+                    trainable += p.numel() if p.requires_grad else 0
+        return trainable, total
+
+    def diagnostics(self) -> dict[str, Any]:
+        return {}

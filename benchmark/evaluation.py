@@ -1,0 +1,178 @@
+"""Full-ranking evaluation: ranks, metrics, slices.
+
+- Every item of the catalogue is a candidate; no sampled negatives.
+- Items in the user's input history are masked (``mask_history``, on by default); the target is
+  never masked, even when it repeats a history item.
+- Ties are pessimistic: the target ranks below every unmasked item with a score >= its own, so a
+  constant scorer ranks the target last among the candidates.
+- A ranked list (generative methods) gives the target's position; a target missing from the list
+  is a miss (rank = inf, written empty). An item repeated in a list counts once: its first
+  position is its rank, and later copies are wasted slots (we do not compact the list, so a
+  method gains nothing by repeating itself). The duplicate rate is reported.
+
+Metrics from the 1-based rank r: HR@k = [r <= k]; NDCG@k = 1/log2(r+1) if r <= k (one relevant
+item, so IDCG = 1); MRR@20 = 1/r if r <= 20. HR@100 needs a list of >= 100 items.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from benchmark.adapter import UserBatch
+from benchmark.errors import BenchmarkError
+from benchmark.splits import Cases
+
+CUTOFFS = (5, 10, 20)
+METRICS = ("HR@5", "HR@10", "HR@20", "NDCG@5", "NDCG@10", "NDCG@20", "MRR@20", "HR@100")
+HEADLINE = "NDCG@10"
+
+
+def ranks_from_scores(scores: torch.Tensor, targets: torch.Tensor,
+                      masked: torch.Tensor | None = None) -> torch.Tensor:
+    """Pessimistic 1-based rank of each target among unmasked items. [B, n] -> [B] float."""
+    if scores.dim() != 2 or scores.shape[0] != targets.shape[0]:
+        raise BenchmarkError(f"scores must be [batch, n_items], got {tuple(scores.shape)}")
+    scores = scores.float()
+    if torch.isnan(scores).any():
+        raise BenchmarkError("the adapter returned NaN scores")
+    rows = torch.arange(scores.shape[0])
+    target_scores = scores[rows, targets].unsqueeze(1)
+    beats = scores >= target_scores  # includes the target itself and every tie
+    if masked is not None:
+        masked = masked.clone()
+        masked[rows, targets] = False  # the target is never masked
+        beats &= ~masked
+    return beats.sum(dim=1).float()  # the target itself counts as the +1 of a 1-based rank
+
+
+def ranks_from_lists(lists: torch.Tensor, targets: torch.Tensor, n_items: int
+                     ) -> tuple[torch.Tensor, float]:
+    """Rank of each target in a top-K list (inf if absent), and the share of duplicate slots."""
+    if lists.dim() != 2 or lists.shape[0] != targets.shape[0]:
+        raise BenchmarkError(f"rankings must be [batch, k], got {tuple(lists.shape)}")
+    lists = lists.long()
+    if ((lists < -1) | (lists >= n_items)).any():
+        raise BenchmarkError(f"rankings contain item indices outside [0, {n_items}) (and -1 pad)")
+    k = lists.shape[1]
+    hit = lists == targets.unsqueeze(1)
+    pos = torch.where(hit, torch.arange(1, k + 1).expand_as(lists), torch.full_like(lists, k + 1))
+    first = pos.min(dim=1).values.float()
+    ranks = torch.where(first <= k, first, torch.full_like(first, math.inf))
+    valid = lists >= 0
+    n_valid = int(valid.sum())
+    n_unique = sum(len(set(row[row >= 0].tolist())) for row in lists)
+    dup_rate = (n_valid - n_unique) / n_valid if n_valid else 0.0
+    return ranks, dup_rate
+
+
+def metric_values(ranks: np.ndarray, list_length: int | None = None) -> dict[str, np.ndarray]:
+    """Per-user metric values from 1-based ranks (inf = miss). HR@100 only where defined."""
+    r = np.asarray(ranks, dtype=np.float64)
+    out: dict[str, np.ndarray] = {}
+    for k in CUTOFFS:
+        out[f"HR@{k}"] = (r <= k).astype(np.float64)
+    for k in CUTOFFS:
+        out[f"NDCG@{k}"] = np.where(r <= k, 1.0 / np.log2(np.minimum(r, 1e12) + 1.0), 0.0)
+    out["MRR@20"] = np.where(r <= 20, 1.0 / np.minimum(r, 1e12), 0.0)
+    if list_length is None or list_length >= 100:
+        out["HR@100"] = (r <= 100).astype(np.float64)
+    return out
+
+
+@dataclass
+class EvalOutput:
+    ranks: np.ndarray  # [n_cases] float, inf = miss
+    list_length: int | None  # K for ranking adapters, None for scores
+    duplicate_rate: float | None
+    seconds: float
+
+
+def evaluate(adapter: Any, cases: Cases, n_items: int, *, mask_history: bool = True,
+             k: int = 20, batch_size: int = 256, progress: Callable | None = None) -> EvalOutput:
+    """Rank every case's target with the adapter's scores or top-K lists."""
+    import time
+
+    start = time.perf_counter()
+    out = np.empty(len(cases), dtype=np.float64)
+    is_ranking = getattr(adapter, "output", "scores") == "ranking"
+    dup_slots = total_slots = 0
+    batches = range(0, len(cases), batch_size)
+    if progress is not None:
+        batches = progress(batches)
+    with torch.no_grad():
+        for lo in batches:
+            hi = min(lo + batch_size, len(cases))
+            batch = UserBatch(cases.users[lo:hi], cases.histories[lo:hi])
+            targets = torch.as_tensor(cases.targets[lo:hi], dtype=torch.long)
+            if is_ranking:
+                lists = torch.as_tensor(adapter.rank(batch, k)).cpu()
+                if lists.shape[1] > k:
+                    raise BenchmarkError(f"rank() returned {lists.shape[1]} items, asked for {k}")
+                ranks, dup = ranks_from_lists(lists, targets, n_items)
+                n = int((lists >= 0).sum())
+                dup_slots += dup * n
+                total_slots += n
+            else:
+                scores = torch.as_tensor(adapter.score(batch)).detach().cpu()
+                if scores.shape != (hi - lo, n_items):
+                    raise BenchmarkError(
+                        f"score() must return [batch, {n_items}], got {tuple(scores.shape)}")
+                masked = history_mask(batch.histories, n_items) if mask_history else None
+                ranks = ranks_from_scores(scores, targets, masked)
+            out[lo:hi] = ranks.numpy()
+    return EvalOutput(
+        ranks=out,
+        list_length=k if is_ranking else None,
+        duplicate_rate=(dup_slots / total_slots if total_slots else 0.0) if is_ranking else None,
+        seconds=time.perf_counter() - start,
+    )
+
+
+def history_mask(histories: list[np.ndarray], n_items: int) -> torch.Tensor:
+    mask = torch.zeros(len(histories), n_items, dtype=torch.bool)
+    rows = np.repeat(np.arange(len(histories)), [len(h) for h in histories])
+    if len(rows):
+        mask[torch.as_tensor(rows), torch.as_tensor(np.concatenate(histories))] = True
+    return mask
+
+
+# --------------------------------------------------------------------------- slices
+
+HISTORY_BUCKETS = ("short", "medium", "long")
+POPULARITY_BUCKETS = ("head", "torso", "tail")
+
+
+def history_buckets(lengths: np.ndarray) -> tuple[np.ndarray, list[float]]:
+    """Terciles of input-history length among the evaluated users (edges recorded)."""
+    lengths = np.asarray(lengths)
+    edges = [float(np.quantile(lengths, 1 / 3)), float(np.quantile(lengths, 2 / 3))]
+    labels = np.where(lengths <= edges[0], "short", np.where(lengths <= edges[1], "medium", "long"))
+    return labels, edges
+
+
+def popularity_buckets(item_counts: np.ndarray) -> np.ndarray:
+    """Per-item head/torso/tail by training count.
+
+    Items sorted by training count (most popular first, ties by index); head = the most popular
+    items that together hold the first third of training interactions, torso = the next third,
+    tail = the rest, including items never seen in training. Thirds of interactions (not of
+    items) make the three slices of test cases comparably sized.
+    """
+    counts = np.asarray(item_counts, dtype=np.float64)
+    order = np.lexsort((np.arange(len(counts)), -counts))
+    total = counts.sum()
+    labels = np.empty(len(counts), dtype=object)
+    if total == 0:
+        labels[:] = "tail"
+        return labels
+    before = np.cumsum(counts[order]) - counts[order]  # interactions held by more popular items
+    share = before / total
+    ranked = np.where(share < 1 / 3, "head", np.where(share < 2 / 3, "torso", "tail"))
+    ranked[counts[order] == 0] = "tail"
+    labels[order] = ranked
+    return labels

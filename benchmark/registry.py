@@ -1,0 +1,138 @@
+"""Method registry: names -> adapter classes, loaded lazily.
+
+Built-in methods are discovered from ``configs/methods/<name>.yaml``; each file names its class
+as ``adapter: "module:Class"``, so listing methods never imports torch. A class registers itself
+with ``@register("name")`` when its module is imported; a YAML variant (``sasrec_id_bce``) points
+at the same class under another name. Methods from outside the repository come from
+``--adapter-module path/to/file.py`` (or a dotted module name) or from the ``benchmark.adapters``
+entry-point group; their YAML file (optional) is looked up beside the module as ``<name>.yaml``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+from benchmark.errors import BenchmarkError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+CONFIG_DIR = REPO_ROOT / "configs"
+METHOD_CONFIG_DIR = CONFIG_DIR / "methods"
+
+_CLASSES: dict[str, type] = {}  # filled by @register when a module is imported
+_EXTRA_CONFIG_DIRS: list[Path] = []
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    name: str
+    target: str  # "module:Class"
+    yaml_path: Path | None
+
+
+def register(name: str) -> Callable[[type], type]:
+    """Class decorator: make an adapter class available under ``name``."""
+
+    def wrap(cls: type) -> type:
+        existing = _CLASSES.get(name)
+        if existing is not None and existing.__qualname__ != cls.__qualname__:
+            raise BenchmarkError(f"method name {name!r} registered twice ({existing} and {cls})")
+        _CLASSES[name] = cls
+        cls.registered_name = name
+        return cls
+
+    return wrap
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise BenchmarkError(f"{path}: not valid YAML ({exc})") from None
+    if not isinstance(data, dict):
+        raise BenchmarkError(f"{path}: expected a mapping at the top level")
+    return data
+
+
+def load_external(module: str) -> None:
+    """Import an adapter module from a file path or a dotted name; its decorators register it."""
+    path = Path(module)
+    if module.endswith(".py") or path.exists():
+        if not path.is_file():
+            raise BenchmarkError(f"adapter module {module!r}: no such file")
+        spec = importlib.util.spec_from_file_location(f"external_adapter_{path.stem}", path)
+        assert spec and spec.loader
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = mod
+        spec.loader.exec_module(mod)
+        _EXTRA_CONFIG_DIRS.append(path.resolve().parent)
+    else:
+        try:
+            mod = importlib.import_module(module)
+        except ImportError as exc:
+            raise BenchmarkError(f"adapter module {module!r} cannot be imported: {exc}") from None
+        if getattr(mod, "__file__", None):
+            _EXTRA_CONFIG_DIRS.append(Path(mod.__file__).resolve().parent)
+
+
+def _entry_point_specs() -> dict[str, MethodSpec]:
+    specs = {}
+    for ep in entry_points(group="benchmark.adapters"):
+        specs[ep.name] = MethodSpec(ep.name, ep.value, None)
+    return specs
+
+
+def available() -> dict[str, MethodSpec]:
+    """Every known method name and where its class lives."""
+    specs: dict[str, MethodSpec] = dict(_entry_point_specs())
+    for path in sorted(METHOD_CONFIG_DIR.glob("*.yaml")):
+        data = _read_yaml(path)
+        target = data.get("adapter")
+        if not isinstance(target, str) or ":" not in target:
+            raise BenchmarkError(f"{path}: needs `adapter: \"module:Class\"`")
+        specs[path.stem] = MethodSpec(path.stem, target, path)
+    for name, cls in _CLASSES.items():
+        if name not in specs:
+            yaml_path = next(
+                (d / f"{name}.yaml" for d in _EXTRA_CONFIG_DIRS if (d / f"{name}.yaml").exists()),
+                None,
+            )
+            specs[name] = MethodSpec(name, f"{cls.__module__}:{cls.__qualname__}", yaml_path)
+    return dict(sorted(specs.items()))
+
+
+def spec(name: str) -> MethodSpec:
+    specs = available()
+    if name not in specs:
+        raise BenchmarkError(f"unknown method {name!r}; known methods: {', '.join(specs)}")
+    return specs[name]
+
+
+def adapter_class(name: str) -> type:
+    """Import (if needed) and return the class behind a method name."""
+    s = spec(name)
+    module_name, _, class_name = s.target.partition(":")
+    if module_name.startswith("external_adapter_") and name in _CLASSES:
+        return _CLASSES[name]
+    module = importlib.import_module(module_name)
+    try:
+        return getattr(module, class_name)
+    except AttributeError:
+        raise BenchmarkError(f"method {name!r}: {module_name} has no class {class_name}") from None
+
+
+def method_yaml(name: str) -> dict[str, Any]:
+    """The method's YAML (without the `adapter` key), or {} when it has none."""
+    s = spec(name)
+    if s.yaml_path is None:
+        return {}
+    data = _read_yaml(s.yaml_path)
+    data.pop("adapter", None)
+    return data
