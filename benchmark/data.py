@@ -261,8 +261,7 @@ def _atomic_item_text(items: pd.DataFrame) -> tuple[dict, dict]:
     title_col = next((c for c in _TITLE_FIELDS if c in items.columns), None)
     label_col = next((c for c in _LABEL_FIELDS if c in items.columns), None)
     text, labels = {}, {}
-    for row in items.itertuples(index=False):
-        rec = row._asdict()
+    for rec in items.to_dict("records"):
         iid = str(rec["item_id"])
         attrs: dict[str, str] = {}
         if title_col:
