@@ -1,0 +1,159 @@
+"""SASRec-SID: the SASRec backbone with items represented by their semantic IDs.
+
+An item is its tuple of codes (``benchmark.semantic_ids``: L residual levels + a disambiguation
+column). Its vector, used both as the transformer's input and as the output row the last hidden
+state is scored against (``all_items()``), is composed from code embeddings, so items that share
+codes share parameters and an item without training interactions still gets a meaningful score.
+
+Composition (chosen): a *sum of prefix embeddings*, as in "Better Generalization with Semantic
+IDs" (Singh et al., prefix-ngram). Level l has one row per distinct prefix (c_1, ..., c_l);
+coarse prefixes are shared by many items, finer ones by few, and the full ID (prefix with the
+disambiguation column) is one row per item, i.e. the item-specific part a plain ID model has.
+Summing keeps every level at full width and mirrors the additive structure of residual
+quantisation (embedding ~ sum of codewords). ``composition: level`` is the simpler alternative
+(one table per level indexed by the code alone, plus a per-item row for the disambiguation
+level); it is kept for ablation. Rejected: concat + projection, which splits the width between
+levels (a level gets hidden / L dimensions) and adds a projection without giving cold items
+anything the sum does not; and using the disambiguation *code value* as its own table, since
+"the 2nd item of some collision group" means nothing across groups.
+
+Unseen rows (the decision for cold items): a row is used for an item only if at least one item
+*with training interactions* owns it. A cold item's full-ID row (and any prefix row it shares
+with no warm item) never receives a positive training signal -- only the push-down it gets as a
+softmax negative -- so it would encode "never seen" rather than anything about the item. Masked,
+it contributes zero and gets no gradient; the cold item is scored by the prefixes it shares with
+warm items only. (``unseen_rows: keep`` disables the mask, for ablation.)
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import torch
+from torch import nn
+
+from benchmark import register
+from benchmark.adapter import AdapterBase, RunContext, TrainData, UserBatch
+from benchmark.cache import atomic_write_bytes
+from benchmark.config import build_config, to_dict
+from benchmark.sasrec import SASRec, SASRecConfig, train_sasrec
+from benchmark.semantic_ids import SemanticIDConfig, SemanticIDs, build_semantic_ids
+
+VERSION = 1
+
+
+def composition_index(codes: np.ndarray, composition: str) -> np.ndarray:
+    """[n_items, n_levels] row index of each item in each level's embedding table."""
+    n, levels = codes.shape
+    columns = []
+    for level in range(levels):
+        if composition == "prefix":
+            _, inverse = np.unique(codes[:, : level + 1], axis=0, return_inverse=True)
+            columns.append(inverse.reshape(-1))
+        elif level < levels - 1:  # "level": the code alone
+            columns.append(codes[:, level])
+        else:  # the disambiguation level as a per-item row (see the module docstring)
+            columns.append(np.arange(n))
+    return np.stack(columns, axis=1).astype(np.int64)
+
+
+class SemanticIDEmbedder(nn.Module):
+    """Item vectors as sums of code (prefix) embeddings; the SASRec item-embedder interface."""
+
+    def __init__(self, codes: np.ndarray, hidden: int, *, seen: np.ndarray | None = None,
+                 composition: str = "prefix") -> None:
+        super().__init__()
+        index = composition_index(codes, composition)
+        sizes = index.max(axis=0) + 1
+        self.tables = nn.ModuleList(nn.Embedding(int(s), hidden) for s in sizes)
+        for table in self.tables:  # the sum of L rows has the scale of one ID-embedding row
+            nn.init.normal_(table.weight, std=1.0 / np.sqrt(hidden * len(sizes)))
+        self.register_buffer("index", torch.as_tensor(index))
+        self.register_buffer("mask", torch.ones(index.shape, dtype=torch.float32))
+        if seen is not None:
+            self.set_seen(seen)
+
+    def set_seen(self, seen: np.ndarray) -> None:
+        """Use a row only if an item with training interactions owns it (``seen[i]`` bool)."""
+        index = self.index.cpu().numpy()
+        mask = np.zeros(index.shape, dtype=np.float32)
+        for level in range(index.shape[1]):
+            owned = np.zeros(index[:, level].max() + 1, dtype=bool)
+            owned[index[seen, level]] = True
+            mask[:, level] = owned[index[:, level]]
+        self.mask.copy_(torch.as_tensor(mask))
+
+    def all_items(self) -> torch.Tensor:
+        """[n_items, hidden]: the composed vector of every item."""
+        out = 0
+        for level, table in enumerate(self.tables):
+            out = out + table(self.index[:, level]) * self.mask[:, level : level + 1]
+        return out
+
+    def forward(self, item_ids: torch.Tensor) -> torch.Tensor:
+        out = 0
+        for level, table in enumerate(self.tables):
+            rows = self.index[item_ids, level]
+            out = out + table(rows) * self.mask[item_ids, level].unsqueeze(-1)
+        return out
+
+
+@register("sasrec_sid")
+class SASRecSID(AdapterBase):
+    """SASRec over semantic-ID-composed item embeddings (cold items scored through shared codes)."""
+
+    @dataclass
+    class Config(SASRecConfig):
+        semantic_ids: dict = field(default_factory=dict)  # SemanticIDConfig keys
+        composition: Literal["prefix", "level"] = "prefix"
+        unseen_rows: Literal["drop", "keep"] = "drop"
+
+    needs = frozenset({"item_text", "semantic_ids"})
+    output = "scores"
+
+    def fit(self, train: TrainData, validate: Callable[[], float], ctx: RunContext) -> None:
+        cfg = self.config
+        sid_config = build_config(SemanticIDConfig, [("semantic_ids", cfg.semantic_ids)])
+        self.sids: SemanticIDs = build_semantic_ids(train.catalog, sid_config, cache=ctx.cache,
+                                                    device=ctx.device,
+                                                    show_progress=ctx.show_progress)
+        torch.manual_seed(ctx.seed)
+        seen = train.item_counts > 0 if cfg.unseen_rows == "drop" else None
+        embedder = SemanticIDEmbedder(self.sids.codes, cfg.hidden, seen=seen,
+                                      composition=cfg.composition)
+        self.embedder = embedder
+        self.model = SASRec(embedder, cfg.max_len, cfg.hidden, cfg.n_layers, cfg.n_heads,
+                            cfg.dropout).to(ctx.device)
+        key = {"train": ctx.train_hash, "catalog": ctx.catalog_hash, "config": to_dict(cfg),
+               "version": VERSION, "seed": ctx.seed}
+        path = ctx.cache.torch_path("sasrec_sid", key)
+        if path.exists():  # a finished fit with the same data, config, code and seed
+            saved = torch.load(path, map_location=ctx.device, weights_only=False)
+            self.model.load_state_dict(saved["state"])
+            self.training_info = saved["info"]
+        else:
+            self.training_info = train_sasrec(self.model, train, validate, ctx, cfg)
+            buffer = io.BytesIO()
+            torch.save({"state": self.model.state_dict(), "info": self.training_info}, buffer)
+            atomic_write_bytes(path, buffer.getvalue())
+        ctx.report_stop(self.training_info["stop_reason"])
+        self.model.eval()
+
+    @torch.no_grad()
+    def score(self, users: UserBatch) -> torch.Tensor:
+        return self.model.score_last(users)
+
+    def diagnostics(self) -> dict:
+        embedder = self.embedder
+        return {
+            "semantic_ids": self.sids.diagnostics,
+            "level_sizes": self.sids.level_sizes,
+            "rows_per_level": [t.num_embeddings for t in embedder.tables],
+            # share of items whose row at each level is used (others are unseen, masked)
+            "rows_in_use_per_level": embedder.mask.mean(0).round(decimals=4).tolist(),
+            "training": {k: v for k, v in self.training_info.items() if k != "curve"},
+        }
