@@ -12,7 +12,7 @@ from benchmark.text_encoder import PACKAGED_MINILM, encode_items, encode_texts, 
 
 
 @pytest.fixture(scope="session")
-def minilm():  # noqa: PT004 -- loads the model for the tests that use it
+def minilm():
     """The packaged all-MiniLM-L6-v2, loaded once per test session."""
     return load_text_model(PACKAGED_MINILM, "cpu")
 
