@@ -27,7 +27,6 @@ warm items only. (``unseen_rows: keep`` disables the mask, for ablation.)
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
@@ -38,8 +37,8 @@ from torch import nn
 
 from benchmark import register
 from benchmark.adapter import AdapterBase, RunContext, TrainData, UserBatch
-from benchmark.cache import atomic_write_bytes
-from benchmark.config import build_config, to_dict
+from benchmark.cache import stable_hash
+from benchmark.config import build_config
 from benchmark.sasrec import SASRec, SASRecConfig, train_sasrec
 from benchmark.semantic_ids import SemanticIDConfig, SemanticIDs, build_semantic_ids
 
@@ -70,8 +69,8 @@ class SemanticIDEmbedder(nn.Module):
         index = composition_index(codes, composition)
         sizes = index.max(axis=0) + 1
         self.tables = nn.ModuleList(nn.Embedding(int(s), hidden) for s in sizes)
-        for table in self.tables:  # the sum of L rows has the scale of one ID-embedding row
-            nn.init.normal_(table.weight, std=1.0 / np.sqrt(hidden * len(sizes)))
+        for table in self.tables:  # the sum of L rows has the scale of an IDEmbedder row
+            nn.init.normal_(table.weight, std=0.02 / np.sqrt(len(sizes)))
         self.register_buffer("index", torch.as_tensor(index))
         self.register_buffer("mask", torch.ones(index.shape, dtype=torch.float32))
         if seen is not None:
@@ -121,31 +120,22 @@ class SASRecSID(AdapterBase):
         self.sids: SemanticIDs = build_semantic_ids(train.catalog, sid_config, cache=ctx.cache,
                                                     device=ctx.device,
                                                     show_progress=ctx.show_progress)
-        torch.manual_seed(ctx.seed)
+        torch.manual_seed(ctx.seed)  # initial weights
         seen = train.item_counts > 0 if cfg.unseen_rows == "drop" else None
-        embedder = SemanticIDEmbedder(self.sids.codes, cfg.hidden, seen=seen,
-                                      composition=cfg.composition)
-        self.embedder = embedder
-        self.model = SASRec(embedder, cfg.max_len, cfg.hidden, cfg.n_layers, cfg.n_heads,
-                            cfg.dropout).to(ctx.device)
-        key = {"train": ctx.train_hash, "catalog": ctx.catalog_hash, "config": to_dict(cfg),
-               "version": VERSION, "seed": ctx.seed}
-        path = ctx.cache.torch_path("sasrec_sid", key)
-        if path.exists():  # a finished fit with the same data, config, code and seed
-            saved = torch.load(path, map_location=ctx.device, weights_only=False)
-            self.model.load_state_dict(saved["state"])
-            self.training_info = saved["info"]
-        else:
-            self.training_info = train_sasrec(self.model, train, validate, ctx, cfg)
-            buffer = io.BytesIO()
-            torch.save({"state": self.model.state_dict(), "info": self.training_info}, buffer)
-            atomic_write_bytes(path, buffer.getvalue())
-        ctx.report_stop(self.training_info["stop_reason"])
-        self.model.eval()
+        self.embedder = SemanticIDEmbedder(self.sids.codes, cfg.hidden, seen=seen,
+                                           composition=cfg.composition)
+        self.model = SASRec(self.embedder, cfg.max_len, cfg.hidden, cfg.n_layers, cfg.n_heads,
+                            cfg.dropout, ffn_mult=cfg.ffn_mult).to(ctx.device)
+        # The checkpoint key already covers data, item text, this config (SID settings
+        # included) and seed; the codes themselves and this module's version are added.
+        self.training_info = train_sasrec(
+            self.model, train, validate, ctx, cfg,
+            cache_extra={"sasrec_sid": VERSION, "codes": stable_hash(self.sids.codes)})
 
     @torch.no_grad()
     def score(self, users: UserBatch) -> torch.Tensor:
-        return self.model.score_last(users)
+        self.model.eval()
+        return self.model.score_last(users).cpu()
 
     def diagnostics(self) -> dict:
         embedder = self.embedder
@@ -155,5 +145,6 @@ class SASRecSID(AdapterBase):
             "rows_per_level": [t.num_embeddings for t in embedder.tables],
             # share of items whose row at each level is used (others are unseen, masked)
             "rows_in_use_per_level": embedder.mask.mean(0).round(decimals=4).tolist(),
-            "training": {k: v for k, v in self.training_info.items() if k != "curve"},
+            **{k: self.training_info[k] for k in ("epochs", "best_valid_ndcg@10", "cached")
+               if k in self.training_info},
         }
