@@ -64,13 +64,14 @@ class SemanticIDEmbedder(nn.Module):
     """Item vectors as sums of code (prefix) embeddings; the SASRec item-embedder interface."""
 
     def __init__(self, codes: np.ndarray, hidden: int, *, seen: np.ndarray | None = None,
-                 composition: str = "prefix") -> None:
+                 composition: str = "prefix", prefix_dropout: float = 0.0) -> None:
         super().__init__()
         index = composition_index(codes, composition)
         sizes = index.max(axis=0) + 1
         self.tables = nn.ModuleList(nn.Embedding(int(s), hidden) for s in sizes)
         for table in self.tables:  # the sum of L rows has the scale of an IDEmbedder row
             nn.init.normal_(table.weight, std=0.02 / np.sqrt(len(sizes)))
+        self.prefix_dropout = prefix_dropout
         self.register_buffer("index", torch.as_tensor(index))
         self.register_buffer("mask", torch.ones(index.shape, dtype=torch.float32))
         if seen is not None:
@@ -86,19 +87,30 @@ class SemanticIDEmbedder(nn.Module):
             mask[:, level] = owned[index[:, level]]
         self.mask.copy_(torch.as_tensor(mask))
 
+    def _training_mask(self) -> torch.Tensor:
+        """Prefix dropout: each item, with probability ``prefix_dropout``, keeps only its first
+        d levels (d uniform in 1 .. L-1) for this step -- it looks like a cold item, which
+        keeps only the prefixes it shares with warm items, so the shared rows must carry
+        the score on their own."""
+        n, levels = self.mask.shape
+        if not (self.training and self.prefix_dropout > 0 and levels > 1):
+            return self.mask
+        device = self.mask.device
+        truncated = torch.rand(n, device=device) < self.prefix_dropout
+        depth = torch.randint(1, levels, (n,), device=device)
+        keep = torch.arange(levels, device=device)[None, :] < depth[:, None]
+        return self.mask * torch.where(truncated[:, None], keep, True)
+
     def all_items(self) -> torch.Tensor:
         """[n_items, hidden]: the composed vector of every item."""
+        mask = self._training_mask()
         out = 0
         for level, table in enumerate(self.tables):
-            out = out + table(self.index[:, level]) * self.mask[:, level : level + 1]
+            out = out + table(self.index[:, level]) * mask[:, level : level + 1]
         return out
 
     def forward(self, item_ids: torch.Tensor) -> torch.Tensor:
-        out = 0
-        for level, table in enumerate(self.tables):
-            rows = self.index[item_ids, level]
-            out = out + table(rows) * self.mask[item_ids, level].unsqueeze(-1)
-        return out
+        return self.all_items()[item_ids]  # cheap next to the transformer, one mask per call
 
 
 @register("sasrec_sid")
@@ -110,6 +122,7 @@ class SASRecSID(AdapterBase):
         semantic_ids: dict = field(default_factory=dict)  # SemanticIDConfig keys
         composition: Literal["prefix", "level"] = "prefix"
         unseen_rows: Literal["drop", "keep"] = "drop"
+        prefix_dropout: float = 0.0  # chance an item keeps only a prefix of its ID in a step
 
     needs = frozenset({"item_text", "semantic_ids"})
     output = "scores"
@@ -123,7 +136,8 @@ class SASRecSID(AdapterBase):
         torch.manual_seed(ctx.seed)  # initial weights
         seen = train.item_counts > 0 if cfg.unseen_rows == "drop" else None
         self.embedder = SemanticIDEmbedder(self.sids.codes, cfg.hidden, seen=seen,
-                                           composition=cfg.composition)
+                                           composition=cfg.composition,
+                                           prefix_dropout=cfg.prefix_dropout)
         self.model = SASRec(self.embedder, cfg.max_len, cfg.hidden, cfg.n_layers, cfg.n_heads,
                             cfg.dropout, ffn_mult=cfg.ffn_mult).to(ctx.device)
         # The checkpoint key already covers data, item text, this config (SID settings
