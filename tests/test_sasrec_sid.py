@@ -45,6 +45,22 @@ def test_an_unseen_item_is_the_sum_of_the_rows_it_shares_with_seen_items():
     torch.testing.assert_close(emb(torch.tensor([[1, 0]]))[0], vectors[[1, 0]])
 
 
+def test_prefix_dropout_truncates_ids_in_training_only():
+    codes = np.array([[0, 1, 0], [0, 1, 1], [1, 2, 0]])
+    emb = SemanticIDEmbedder(codes, hidden=4, prefix_dropout=1.0)
+    rows = [t.weight.detach() for t in emb.tables]
+    emb.train()
+    torch.manual_seed(0)
+    truncated = emb.all_items().detach()
+    for i in range(3):  # every item keeps its first level, none keeps its full-ID row
+        index = emb.index[i]
+        candidates = [rows[0][index[0]], rows[0][index[0]] + rows[1][index[1]]]
+        assert any(torch.allclose(truncated[i], c) for c in candidates)
+    emb.eval()
+    full = sum(rows[level][emb.index[:, level]] for level in range(3))
+    torch.testing.assert_close(emb.all_items().detach(), full)
+
+
 def fit_adapter(cache_dir, cold_codes) -> SASRecSID:
     rng = np.random.default_rng(0)
     sequences = [(int(rng.integers(N_WARM)) + np.arange(10)) % N_WARM for _ in range(40)]
