@@ -20,9 +20,20 @@ anything the sum does not; and using the disambiguation *code value* as its own 
 Unseen rows (the decision for cold items): a row is used for an item only if at least one item
 *with training interactions* owns it. A cold item's full-ID row (and any prefix row it shares
 with no warm item) never receives a positive training signal -- only the push-down it gets as a
-softmax negative -- so it would encode "never seen" rather than anything about the item. Masked,
-it contributes zero and gets no gradient; the cold item is scored by the prefixes it shares with
-warm items only. (``unseen_rows: keep`` disables the mask, for ablation.)
+softmax negative -- so it would encode "never seen" rather than anything about the item. Masked
+(``unseen_rows: drop``), it contributes zero and gets no gradient; the cold item is scored by
+the prefixes it shares with warm items only. ``unseen_rows: mean`` instead fills each unused
+level, at inference, with the mean row of the warm items sharing the item's deepest used prefix
+(its siblings' typical fine rows, popularity included); ``keep`` uses the untrained rows as
+they are (ablation only).
+
+On ML-100K (cold_item protocol, default profile) a dropped-row cold item ranks far down: the
+fine, nearly item-specific rows carry most of a warm item's score, and the shared first-level
+row alone cannot compete. ``prefix_dropout`` (as DropoutNet does for content features) trains
+every item, with that probability per step, as if only a random prefix of its ID were known, so
+the shared rows must carry a score on their own. Both knobs trade warm accuracy for cold
+accuracy, and validation cannot arbitrate: cold targets are excluded from validation by the
+protocol. The defaults and the measured trade-off are in configs/methods/sasrec_sid.yaml.
 """
 
 from __future__ import annotations
@@ -64,7 +75,8 @@ class SemanticIDEmbedder(nn.Module):
     """Item vectors as sums of code (prefix) embeddings; the SASRec item-embedder interface."""
 
     def __init__(self, codes: np.ndarray, hidden: int, *, seen: np.ndarray | None = None,
-                 composition: str = "prefix", prefix_dropout: float = 0.0) -> None:
+                 composition: str = "prefix", prefix_dropout: float = 0.0,
+                 impute_unseen: bool = False) -> None:
         super().__init__()
         index = composition_index(codes, composition)
         sizes = index.max(axis=0) + 1
@@ -72,6 +84,7 @@ class SemanticIDEmbedder(nn.Module):
         for table in self.tables:  # the sum of L rows has the scale of an IDEmbedder row
             nn.init.normal_(table.weight, std=0.02 / np.sqrt(len(sizes)))
         self.prefix_dropout = prefix_dropout
+        self.impute_unseen = impute_unseen
         self.register_buffer("index", torch.as_tensor(index))
         self.register_buffer("mask", torch.ones(index.shape, dtype=torch.float32))
         if seen is not None:
@@ -107,6 +120,33 @@ class SemanticIDEmbedder(nn.Module):
         out = 0
         for level, table in enumerate(self.tables):
             out = out + table(self.index[:, level]) * mask[:, level : level + 1]
+        if self.impute_unseen and not self.training:
+            out = out + self._imputed_rows()
+        return out
+
+    def _imputed_rows(self) -> torch.Tensor:
+        """For each unused (item, level) entry, the mean level row of the seen items that share
+        the item's deepest used prefix: a cold item borrows its siblings' average fine rows
+        (their typical popularity included) instead of none."""
+        mask, index = self.mask, self.index
+        n, levels = mask.shape
+        out = torch.zeros(n, self.tables[0].embedding_dim, device=mask.device)
+        used = mask.bool()
+        # deepest level whose row the item uses (-1: none; such an item borrows nothing)
+        deepest = torch.where(used, torch.arange(levels, device=mask.device), -1).amax(1)
+        for level in range(1, levels):
+            rows = self.tables[level](index[:, level]) * mask[:, level : level + 1]
+            for k in range(level):
+                take = (~used[:, level]) & (deepest == k)
+                if not take.any():
+                    continue
+                groups = index[:, k]
+                size = int(groups.max()) + 1
+                sums = torch.zeros(size, rows.shape[1], device=rows.device).index_add(
+                    0, groups, rows)
+                counts = torch.zeros(size, device=rows.device).index_add(0, groups, mask[:, level])
+                mean = sums / counts.clamp(min=1).unsqueeze(1)
+                out[take] = out[take] + mean[groups[take]]
         return out
 
     def forward(self, item_ids: torch.Tensor) -> torch.Tensor:
@@ -121,7 +161,7 @@ class SASRecSID(AdapterBase):
     class Config(SASRecConfig):
         semantic_ids: dict = field(default_factory=dict)  # SemanticIDConfig keys
         composition: Literal["prefix", "level"] = "prefix"
-        unseen_rows: Literal["drop", "keep"] = "drop"
+        unseen_rows: Literal["drop", "mean", "keep"] = "drop"
         prefix_dropout: float = 0.0  # chance an item keeps only a prefix of its ID in a step
 
     needs = frozenset({"item_text", "semantic_ids"})
@@ -134,10 +174,11 @@ class SASRecSID(AdapterBase):
                                                     device=ctx.device,
                                                     show_progress=ctx.show_progress)
         torch.manual_seed(ctx.seed)  # initial weights
-        seen = train.item_counts > 0 if cfg.unseen_rows == "drop" else None
+        seen = train.item_counts > 0 if cfg.unseen_rows != "keep" else None
         self.embedder = SemanticIDEmbedder(self.sids.codes, cfg.hidden, seen=seen,
                                            composition=cfg.composition,
-                                           prefix_dropout=cfg.prefix_dropout)
+                                           prefix_dropout=cfg.prefix_dropout,
+                                           impute_unseen=cfg.unseen_rows == "mean")
         self.model = SASRec(self.embedder, cfg.max_len, cfg.hidden, cfg.n_layers, cfg.n_heads,
                             cfg.dropout, ffn_mult=cfg.ffn_mult).to(ctx.device)
         # The checkpoint key already covers data, item text, this config (SID settings

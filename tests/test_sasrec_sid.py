@@ -45,6 +45,18 @@ def test_an_unseen_item_is_the_sum_of_the_rows_it_shares_with_seen_items():
     torch.testing.assert_close(emb(torch.tensor([[1, 0]]))[0], vectors[[1, 0]])
 
 
+def test_imputation_gives_an_unseen_item_the_mean_fine_rows_of_its_seen_siblings():
+    codes = np.array([[0, 1, 0], [0, 2, 0], [0, 3, 0], [1, 1, 0]])
+    seen = np.array([True, True, False, True])  # item 2 shares only the code 0 with 0 and 1
+    emb = SemanticIDEmbedder(codes, hidden=4, seen=seen, impute_unseen=True).eval()
+    r, ix = [t.weight.detach() for t in emb.tables], emb.index
+    expected = (r[0][ix[2, 0]] + (r[1][ix[0, 1]] + r[1][ix[1, 1]]) / 2
+                + (r[2][ix[0, 2]] + r[2][ix[1, 2]]) / 2)
+    vectors = emb.all_items().detach()
+    torch.testing.assert_close(vectors[2], expected)
+    torch.testing.assert_close(vectors[0], r[0][ix[0, 0]] + r[1][ix[0, 1]] + r[2][ix[0, 2]])
+
+
 def test_prefix_dropout_truncates_ids_in_training_only():
     codes = np.array([[0, 1, 0], [0, 1, 1], [1, 2, 0]])
     emb = SemanticIDEmbedder(codes, hidden=4, prefix_dropout=1.0)
