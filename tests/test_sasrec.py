@@ -38,8 +38,8 @@ def fit(tmp_path, seed: int = 0, **overrides):
     """Smoke-sized SASRec-ID; the cycle needs no history masking to be learnt."""
     split, train, ctx = make_run(tmp_path, seed)
     cfg = SASRecID.Config(**{"max_len": 10, "hidden": 16, "n_layers": 1, "n_heads": 1,
-                             "dropout": 0.0, "lr": 1e-2, "batch_size": 32, "max_epochs": 30,
-                             "patience": 30, **overrides})
+                             "dropout": 0.0, "lr": 1e-2, "batch_size": 64, "max_epochs": 15,
+                             "patience": 15, **overrides})
     adapter = SASRecID(cfg)
 
     def validate() -> float:
