@@ -48,5 +48,6 @@ class SASRecID(AdapterBase):
         return self.model.score_last(users).cpu()
 
     def diagnostics(self) -> dict[str, Any]:
-        return {k: self.info[k] for k in ("epochs", "best_valid_ndcg@10", "cached")
-                if k in self.info}
+        # fit_seconds is the original training time, also when the checkpoint came from cache
+        return {k: self.info[k] for k in ("epochs", "best_valid_ndcg@10", "cached",
+                                          "fit_seconds") if k in self.info}

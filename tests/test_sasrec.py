@@ -68,7 +68,7 @@ def test_early_stopping_restores_the_best_validation_state(tmp_path):
     adapter, split, ctx = fit(tmp_path, max_epochs=40, patience=2, lr=3e-2)
     curve = [c["valid_ndcg@10"] for c in adapter.info["curve"]]
     assert ctx.stop_reason == "early_stop" and len(curve) < 40
-    assert curve[-1] < max(curve) or len(curve) - 1 - int(np.argmax(curve)) == 2
+    assert len(curve) - 1 - int(np.argmax(curve)) == 2  # two evaluations without a new best
     valid = metric_values(evaluate(adapter, split.valid, N_ITEMS, mask_history=False).ranks)
     assert valid["NDCG@10"].mean() == pytest.approx(max(curve))
 
