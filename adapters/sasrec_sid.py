@@ -24,12 +24,13 @@ softmax negative -- so it would encode "never seen" rather than anything about t
 (``unseen_rows: drop``), it contributes zero and gets no gradient; the cold item is scored by
 the prefixes it shares with warm items only. ``unseen_rows: mean`` instead fills each unused
 level, at inference, with the mean row of the warm items sharing the item's deepest used prefix
-(its siblings' typical fine rows, popularity included); ``keep`` uses the untrained rows as
-they are (ablation only).
+(its siblings' typical fine rows, popularity included); ``keep`` uses those rows as training
+left them, i.e. trained only as negatives (ablation only).
 
 On ML-100K (cold_item protocol, default profile) a dropped-row cold item ranks far down: the
-fine, nearly item-specific rows carry most of a warm item's score, and the shared first-level
-row alone cannot compete. ``prefix_dropout`` (as DropoutNet does for content features) trains
+fine, nearly item-specific rows carry most of a warm item's score (with 3 x 32 codes there are
+32 / 690 / 1,554 / 1,682 rows per level for 1,682 items), and the shared first-level row alone
+cannot compete. ``prefix_dropout`` (as DropoutNet does for content features) trains
 every item, with that probability per step, as if only a random prefix of its ID were known, so
 the shared rows must carry a score on their own. Both knobs trade warm accuracy for cold
 accuracy, and validation cannot arbitrate: cold targets are excluded from validation by the
