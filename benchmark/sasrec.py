@@ -195,13 +195,14 @@ def training_windows(sequences: list[np.ndarray], max_len: int) -> tuple[np.ndar
 
 
 def sample_negatives(owner: torch.Tensor, positives: torch.Tensor, seen: torch.Tensor,
-                     generator: torch.Generator, tries: int = 10) -> torch.Tensor:
+                     n_items: int, generator: torch.Generator, tries: int = 10) -> torch.Tensor:
     """One uniform negative per position, redrawn (up to ``tries`` times) while it is an item of
-    the owner's training sequence (``seen``: [n_users, n_items] bool)."""
-    n_items = seen.shape[1]
+    the owner's training sequence. ``seen`` holds sorted keys ``user * n_items + item`` (sparse,
+    so a large catalogue does not need a users x items matrix)."""
     negs = torch.randint(n_items, positives.shape, generator=generator)
+    users = owner.unsqueeze(1).expand_as(negs)
     for _ in range(tries):
-        bad = seen[owner.unsqueeze(1).expand_as(negs), negs]
+        bad = torch.isin(users * n_items + negs, seen)
         if not bad.any():
             break
         negs = torch.where(bad, torch.randint(n_items, positives.shape, generator=generator), negs)
@@ -253,9 +254,8 @@ def train_sasrec(model: SASRec, train: TrainData, validate: Callable[[], float],
     gen = torch.Generator().manual_seed(ctx.seed)  # shuffling and negatives
     inputs, targets, owner = (torch.as_tensor(a) for a in
                               training_windows(train.sequences, cfg.max_len))
-    seen = torch.zeros(train.n_users, train.n_items, dtype=torch.bool)
     users, items = train.pairs()
-    seen[torch.as_tensor(users), torch.as_tensor(items)] = True
+    seen = torch.unique(torch.as_tensor(users * train.n_items + items))
     optimiser = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
     best, best_state, since_best, steps, epoch = -math.inf, None, 0, 0, 0
@@ -269,8 +269,8 @@ def train_sasrec(model: SASRec, train: TrainData, validate: Callable[[], float],
                    leave=False, disable=not ctx.show_progress)
         for lo in bar:
             idx = order[lo:lo + cfg.batch_size]
-            negs = (sample_negatives(owner[idx], targets[idx], seen, gen) if cfg.loss == "bce"
-                    else None)
+            negs = (sample_negatives(owner[idx], targets[idx], seen, train.n_items, gen)
+                    if cfg.loss == "bce" else None)
             dev = model.device
             loss = _loss(model, inputs[idx].to(dev), targets[idx].to(dev), cfg,
                          None if negs is None else negs.to(dev))

@@ -123,9 +123,8 @@ def test_training_windows_cover_every_transition_once():
 
 
 def test_negatives_avoid_the_users_own_items():
-    seen = torch.zeros(2, N_ITEMS, dtype=torch.bool)
-    seen[0, :N_ITEMS - 2] = True  # user 0 has seen all but items 10 and 11
+    seen = torch.arange(N_ITEMS - 2)  # user 0 has seen all but items 10 and 11; user 1 nothing
     negs = sample_negatives(torch.tensor([0, 1]), torch.zeros(2, 50, dtype=torch.long), seen,
-                            torch.Generator().manual_seed(0), tries=100)
+                            N_ITEMS, torch.Generator().manual_seed(0), tries=100)
     assert set(negs[0].tolist()) <= {10, 11}
     assert len(set(negs[1].tolist())) > 2
