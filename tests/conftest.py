@@ -8,6 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+
+# Tiny models train fastest on one thread, and CI has two cores shared with pytest itself.
+torch.set_num_threads(1)
 
 GENRES = ["Action", "Comedy", "Drama", "Horror", "Romance"]
 
