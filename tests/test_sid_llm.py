@@ -18,6 +18,8 @@ from benchmark.data import ItemCatalog
 from benchmark.llm import tiny_random_lm
 from benchmark.sid_llm_core import SIDTrie, SIDVocab, constrained_beam_search
 
+torch.set_num_threads(1)  # tiny models: threads only add contention on a shared CPU
+
 
 def random_codes(n_items: int, sizes=(4, 4, 4), seed: int = 0) -> tuple[np.ndarray, list[int]]:
     """Random 3-level codes plus a disambiguation column that makes every row unique."""
