@@ -115,3 +115,19 @@ def test_list_and_help_run_as_a_user_would():
     help_text = subprocess.run([sys.executable, "-m", "benchmark", "run", "--help"],
                                capture_output=True, text=True, check=True).stdout
     assert "--with-peers" in help_text and "--protocol" in help_text
+
+
+def test_recommend_prints_real_titles_for_any_scoring_method(tiny_atomic, cache_dir, capsys):
+    from benchmark.data import Preprocessing, load_atomic
+
+    code, out, err = _run(["recommend", "--method", "item_knn", "--user", "3", "--dataset",
+                           str(tiny_atomic), "--profile", "smoke", "--cache-dir", str(cache_dir),
+                           "-k", "5", "--no-progress"], capsys)
+    assert code == 0, err
+    titles = {a["title"] for a in load_atomic(tiny_atomic, "t", Preprocessing()).catalog.attributes}
+    listed = [line.split(". ", 1)[1].strip() for line in out.splitlines() if ". " in line]
+    assert len(listed) == 5 and set(listed) <= titles
+    code, _, err = _run(["recommend", "--method", "item_knn", "--user", "3", "--prompt", "comedy",
+                         "--dataset", str(tiny_atomic), "--profile", "smoke", "--cache-dir",
+                         str(cache_dir), "--no-progress"], capsys)
+    assert code == 2 and "cannot be steered" in err
