@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 START, END = "<|sid_start|>", "<|sid_end|>"
-SYSTEM = "You are a movie recommender. Items are written as semantic IDs."
+SYSTEM = "Recommender. Items are semantic IDs."  # short: every prompt token costs CPU time
 _SID_RE = re.compile(r"<\|sid_start\|>((?:<\|sid_\d+_\d+\|>)+)<\|sid_end\|>")
 _CODE_RE = re.compile(r"<\|sid_(\d+)_(\d+)\|>")
 
@@ -236,7 +236,7 @@ def train_steps(model: Any, examples: list[Example], *, steps: int, batch_size: 
         opt.step()
         sched.step()
         opt.zero_grad(set_to_none=True)
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
         tokens += n
         if progress and hasattr(bar, "set_postfix"):
             bar.set_postfix(loss=f"{np.mean(losses[-10:]):.3f}",
