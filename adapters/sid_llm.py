@@ -18,8 +18,9 @@ validate() calls by default (each costs a full beam-search pass over every user)
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -28,8 +29,15 @@ from benchmark import sid_llm_diagnostics as diag
 from benchmark.adapter import AdapterBase, RunContext, TrainData, UserBatch
 from benchmark.cache import atomic_write_bytes
 from benchmark.registry import register
-from benchmark.sid_llm_core import (ALIGNMENT_TASKS, Example, Prompter, SIDTrie, SIDVocab,
-                                    constrained_beam_search, train_steps)
+from benchmark.sid_llm_core import (
+    ALIGNMENT_TASKS,
+    Example,
+    Prompter,
+    SIDTrie,
+    SIDVocab,
+    constrained_beam_search,
+    train_steps,
+)
 
 VERSION = 1
 
@@ -168,8 +176,9 @@ class SIDLLM(AdapterBase):
     # ------------------------------------------------------------------ data
 
     def _semantic_ids(self, train: TrainData, ctx: RunContext) -> tuple[np.ndarray, list[int]]:
-        from benchmark.config import build_config
         from benchmark.semantic_ids import SemanticIDConfig, build_semantic_ids
+
+        from benchmark.config import build_config
 
         sid_cfg = build_config(SemanticIDConfig, [("semantic_ids", self.config.semantic_ids)])
         sids = build_semantic_ids(train.catalog, sid_cfg, cache=ctx.cache, device=ctx.device,
