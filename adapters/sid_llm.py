@@ -28,10 +28,9 @@ import torch
 from benchmark import sid_llm_diagnostics as diag
 from benchmark.adapter import AdapterBase, RunContext, TrainData, UserBatch
 from benchmark.cache import atomic_write_bytes
+from benchmark.config import build_config
 from benchmark.registry import register
 from benchmark.sid_llm_core import (
-    ALIGNMENT_TASKS,
-    Example,
     Prompter,
     SIDTrie,
     SIDVocab,
@@ -107,7 +106,7 @@ class SIDLLM(AdapterBase):
                 ctx.seed]
         state = self._load(key1)
         if state is None:
-            ex = self._alignment_examples(np.arange(len(self.catalog)), ctx.seed)
+            ex = self.prompter.alignment_examples(np.arange(len(self.catalog)))
             stats = train_steps(self.model, ex, steps=cfg.stage1_steps, batch_size=cfg.stage1_batch,
                                 lr=cfg.stage1_lr, pad=self.pad, max_len=cfg.max_len, seed=ctx.seed,
                                 progress=progress, desc="sid_llm stage 1")
@@ -143,9 +142,10 @@ class SIDLLM(AdapterBase):
         rng = np.random.default_rng(ctx.seed + 1)
         n_total = cfg.stage2_steps * cfg.stage2_batch
         n_align = int(round(cfg.alignment_share * n_total))
-        examples = self._next_item_examples(train.sequences, n_total - n_align, rng)
-        examples += self._alignment_examples(rng.integers(0, len(self.catalog), n_align),
-                                             ctx.seed + 2, one_task_each=True)
+        examples = self.prompter.next_item_examples(train.sequences, n_total - n_align, rng,
+                                                    cfg.steer_share, cfg.steer_template)
+        examples += self.prompter.alignment_examples(rng.integers(0, len(self.catalog), n_align),
+                                                     rng)
         if cfg.validate_every <= 0:
             stats = train_steps(self.model, examples, steps=cfg.stage2_steps,
                                 batch_size=cfg.stage2_batch, lr=cfg.stage2_lr, pad=self.pad,
@@ -178,44 +178,11 @@ class SIDLLM(AdapterBase):
     def _semantic_ids(self, train: TrainData, ctx: RunContext) -> tuple[np.ndarray, list[int]]:
         from benchmark.semantic_ids import SemanticIDConfig, build_semantic_ids
 
-        from benchmark.config import build_config
-
         sid_cfg = build_config(SemanticIDConfig, [("semantic_ids", self.config.semantic_ids)])
         sids = build_semantic_ids(train.catalog, sid_cfg, cache=ctx.cache, device=ctx.device,
                                   show_progress=ctx.show_progress)
         self._sid_diagnostics = sids.diagnostics
         return sids.codes, list(sids.level_sizes)
-
-    def _alignment_examples(self, items: np.ndarray, seed: int, one_task_each: bool = False
-                            ) -> list[Example]:
-        """All three catalogue tasks per item (stage 1) or one random task per item (stage 2)."""
-        rng = np.random.default_rng(seed)
-        if one_task_each:
-            return [self.prompter.alignment(int(i), ALIGNMENT_TASKS[rng.integers(3)])
-                    for i in items]
-        return [self.prompter.alignment(int(i), t) for i in items for t in ALIGNMENT_TASKS]
-
-    def _next_item_examples(self, sequences: list[np.ndarray], n: int,
-                            rng: np.random.Generator) -> list[Example]:
-        """``n`` (history -> next item) pairs drawn uniformly over training positions."""
-        cfg = self.config
-        users = np.repeat(np.arange(len(sequences)), [max(len(s) - 1, 0) for s in sequences])
-        if len(users) == 0 or n <= 0:
-            return []
-        picks = rng.integers(0, len(users), n)
-        starts = np.concatenate([[0], np.cumsum([max(len(s) - 1, 0) for s in sequences])])
-        examples = []
-        for p in picks:
-            u = users[p]
-            t = p - starts[u] + 1  # target position inside the user's sequence
-            seq, target = sequences[u], int(sequences[u][t])
-            request = None
-            genres = self.catalog.labels[target]
-            if genres and rng.random() < cfg.steer_share:
-                request = cfg.steer_template.format(genre=genres[rng.integers(len(genres))])
-            examples.append(Example(self.prompter.next_item(seq[:t], request),
-                                    self.prompter.answer(self.vocab.item_text(target))))
-        return examples
 
     # ------------------------------------------------------------------ trainable state
 

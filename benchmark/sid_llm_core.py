@@ -153,6 +153,38 @@ class Prompter:
     def alignment(self, item: int, task: str) -> Example:
         return getattr(self, task)(item)
 
+    def alignment_examples(self, items: np.ndarray, rng: np.random.Generator | None = None
+                           ) -> list[Example]:
+        """All three catalogue tasks per item (stage 1), or one random task each (``rng``)."""
+        if rng is not None:
+            return [self.alignment(int(i), ALIGNMENT_TASKS[rng.integers(3)]) for i in items]
+        return [self.alignment(int(i), t) for i in items for t in ALIGNMENT_TASKS]
+
+    def next_item_examples(self, sequences: list[np.ndarray], n: int, rng: np.random.Generator,
+                           steer_share: float = 0.0, steer_template: str = "{genre}"
+                           ) -> list[Example]:
+        """``n`` (history -> next item) pairs drawn uniformly over training positions.
+
+        A ``steer_share`` of them carry a request naming one of the target's catalogue labels
+        (training data and catalogue only), which teaches the model to follow such requests.
+        """
+        lengths = np.array([max(len(s) - 1, 0) for s in sequences], dtype=np.int64)
+        if lengths.sum() == 0 or n <= 0:
+            return []
+        users = np.repeat(np.arange(len(sequences)), lengths)
+        starts = np.concatenate([[0], np.cumsum(lengths)])
+        examples = []
+        for p in rng.integers(0, len(users), n):
+            u = users[p]
+            t = p - starts[u] + 1  # target position inside the user's sequence
+            seq, target = sequences[u], int(sequences[u][t])
+            request, labels = None, self.catalog.labels[target]
+            if labels and rng.random() < steer_share:
+                request = steer_template.format(genre=labels[rng.integers(len(labels))])
+            examples.append(Example(self.next_item(seq[:t], request),
+                                    self.answer(self.vocab.item_text(target))))
+        return examples
+
 
 ALIGNMENT_TASKS = ("sid_to_title", "title_to_sid", "sid_to_attributes")
 
