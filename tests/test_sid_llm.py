@@ -187,6 +187,34 @@ def test_stage1_trains_only_new_rows_and_checkpoints_are_reused(random_sids, tmp
     assert torch.equal(first, second)
 
 
+def test_validation_keeps_the_best_state_and_stops_early(random_sids, tmp_path):
+    train = pattern_data()
+    cfg = tiny_config(stage2_steps=12, validate_every=4, patience=1)
+    scores = iter([0.5, 0.2, 0.9])  # the second chunk is worse: stop, restore the first
+    states = []
+    torch.manual_seed(0)
+    ctx = RunContext(seed=0, profile="smoke", device="cpu", cache=Cache(tmp_path / "cache"),
+                     dataset_name="tiny", protocol="loo", catalog_hash="cat", train_hash="train",
+                     show_progress=False)
+    adapter = SIDLLM(cfg)
+
+    def validate() -> float:
+        states.append(adapter._trainable_state())
+        return next(scores)
+
+    adapter.fit(train, validate, ctx)
+    assert ctx.stop_reason == "early_stop" and len(states) == 2
+    assert adapter.diagnostics()["validation_curve"] == [0.5, 0.2]
+    now = adapter._trainable_state()
+    assert all(torch.equal(now[n], states[0][n]) for n in now)
+
+
+def test_full_fine_tuning_trains_the_backbone_too(random_sids, tmp_path):
+    adapter, _ = fit(tiny_config(finetune="full", stage2_steps=2), pattern_data(), tmp_path)
+    trainable = adapter._trainable_state()
+    assert any("self_attn.q_proj.base_layer" in n for n in trainable)
+
+
 def test_recommend_command_prints_real_titles(random_sids, tiny_atomic, cache_dir, capsys):
     from benchmark.cli import main
 
