@@ -42,8 +42,10 @@ def roundtrip(adapter: Any, n: int, seed: int = ROUNDTRIP_SEED) -> dict[str, Any
         found, _ = constrained_beam_search(adapter.model, prompts, [np.zeros(0, np.int64)] * len(
             batch), adapter.trie, adapter.vocab, width=4, k=1, pad=adapter.pad)
         to_sid += int((found[:, 0] == batch).sum())
-        prompts = [prompter.sid_to_title(int(i)).prompt for i in batch]
-        outs = greedy(adapter.model, prompts, 32, adapter.pad, prompter.eos)
+        tasks = [prompter.sid_to_title(int(i)) for i in batch]
+        # an exact match is at most as long as the longest answer: no need to decode further
+        longest = max(len(t.target) for t in tasks)
+        outs = greedy(adapter.model, [t.prompt for t in tasks], longest, adapter.pad, prompter.eos)
         for i, out in zip(batch, outs):
             text = adapter.tok.decode(out, skip_special_tokens=True).strip().lower()
             to_title += int(text == catalog.title(int(i)).strip().lower())
