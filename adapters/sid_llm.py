@@ -1,0 +1,282 @@
+"""SID-LLM: a causal LM whose vocabulary holds the catalogue's semantic IDs.
+
+Items are written as ``<|sid_start|><|sid_0_a|>...<|sid_3_d|><|sid_end|>`` (semantic IDs from
+benchmark.semantic_ids). Stage 1 trains only the new token rows on catalogue alignment tasks
+(SID -> title, title -> SID, SID -> genres/year): item text only, so it is cached by catalogue
+and shared by both protocols. Stage 2 fine-tunes on training histories -> next SID (LoRA + the
+new rows by default, full fine-tuning by config), mixed with the alignment tasks so the model
+keeps its language; a share of the examples carries a genre request taken from the target's
+catalogue labels, which is what makes the model steerable. Ranking is constrained beam search
+over the trie of valid SIDs minus the user's history (benchmark/sid_llm_core.py).
+
+Deviations from the reference work (a 2-core CPU, see configs/methods/sid_llm.yaml): a 135M
+backbone instead of Qwen3-8B, LoRA instead of full fine-tuning in stage 2, a few hundred steps
+instead of epochs over 4.2M samples, histories cut to the last ``history_items`` items, and no
+validate() calls by default (each costs a full beam-search pass over every user).
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from benchmark import sid_llm_diagnostics as diag
+from benchmark.adapter import AdapterBase, RunContext, TrainData, UserBatch
+from benchmark.cache import atomic_write_bytes
+from benchmark.config import build_config
+from benchmark.registry import register
+from benchmark.sid_llm_core import (
+    Prompter,
+    SIDTrie,
+    SIDVocab,
+    constrained_beam_search,
+    train_steps,
+)
+
+VERSION = 1
+
+
+@register("sid_llm")
+class SIDLLM(AdapterBase):
+    @dataclass
+    class Config:
+        backbone: str = "packaged:smollm2"  # or a HF id / local dir, or "tiny:random"
+        dtype: str = "auto"  # float32 on CPU, bf16 on a GPU that supports it
+        semantic_ids: dict = field(default_factory=dict)  # SemanticIDConfig overrides
+        history_items: int = 5  # last items of the history in the prompt (paper: 20)
+        max_len: int = 192  # tokens per training sequence (oldest history tokens dropped)
+        init_noise: float = 0.02  # new rows = mean + noise * std * N(0, 1)
+        stage1_steps: int = 30
+        stage1_lr: float = 1e-3
+        stage1_batch: int = 16
+        finetune: Literal["lora", "full"] = "lora"
+        lora_r: int = 16
+        lora_alpha: int = 32
+        lora_targets: list[str] = field(
+            default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
+                                     "up_proj", "down_proj"])
+        stage2_steps: int = 30
+        stage2_lr: float = 5e-4
+        stage2_batch: int = 8
+        alignment_share: float = 0.2  # share of stage-2 examples that are stage-1 tasks
+        steer_share: float = 0.2  # share of next-item examples with a genre request
+        steer_template: str = "Something from the {genre} genre, please."
+        validate_every: int = 0  # stage-2 steps between validate() calls; 0 = never
+        patience: int = 2
+        beam_width: int = 20  # at least the harness's K
+        eval_batch: int = 32
+        steer_users: int = 50  # users of the steerability measurement (0 = off; paper: 200)
+        steer_genres: int = 5
+        # Protocols whose run measures steerability and the stage-2 round trip / invalid rate
+        # (each costs beam searches; they describe the model, not the protocol).
+        diagnostic_protocols: list[str] = field(default_factory=lambda: ["loo"])
+        roundtrip_items: int = 200
+        invalid_sample: int = 100  # users for the unconstrained-decoding invalid-ID rate
+
+    needs = frozenset({"item_text", "semantic_ids", "llm"})
+    output = "ranking"
+
+    # ------------------------------------------------------------------ fit
+
+    def fit(self, train: TrainData, validate: Callable[[], float], ctx: RunContext) -> None:
+        from benchmark.llm import load_causal_lm
+
+        cfg, self.ctx, self.train = self.config, ctx, train
+        self.catalog = train.catalog
+        codes, level_sizes = self._semantic_ids(train, ctx)
+        self.model, self.tok = load_causal_lm(cfg.backbone, device=ctx.device, dtype=cfg.dtype,
+                                              seed=ctx.seed)
+        self.vocab = SIDVocab(codes, level_sizes)
+        self.vocab.extend(self.tok, self.model, noise=cfg.init_noise, seed=ctx.seed)
+        self.trie = SIDTrie(codes, level_sizes)
+        self.prompter = Prompter(self.tok, self.vocab, self.catalog, cfg.history_items)
+        self.pad = self.tok.pad_token_id
+        self.model = self._wrap_peft(self.model)
+        self._diag: dict[str, Any] = {"semantic_id_levels": level_sizes}
+        progress = _progress(ctx.show_progress)
+
+        # Stage 1: new token rows only; item text only -> keyed by the catalogue.
+        self._set_trainable(stage=1)
+        key1 = ["sid_llm_stage1", VERSION, ctx.catalog_hash, codes, self._stage1_config(),
+                ctx.seed]
+        state = self._load(key1)
+        if state is None:
+            ex = self.prompter.alignment_examples(np.arange(len(self.catalog)))
+            stats = train_steps(self.model, ex, steps=cfg.stage1_steps, batch_size=cfg.stage1_batch,
+                                lr=cfg.stage1_lr, pad=self.pad, max_len=cfg.max_len, seed=ctx.seed,
+                                progress=progress, desc="sid_llm stage 1")
+            rt = diag.roundtrip(self, cfg.roundtrip_items)
+            state = self._save(key1, {"stats": stats, "roundtrip": rt})
+        self._diag["stage1"] = state["meta"]["stats"]
+        self._diag["roundtrip_after_stage1"] = state["meta"]["roundtrip"]
+
+        # Stage 2: behaviour (training sequences only) + alignment; keyed by the training data.
+        self._set_trainable(stage=2)
+        key2 = ["sid_llm_stage2", VERSION, ctx.train_hash, ctx.catalog_hash, codes,
+                asdict(cfg), ctx.seed]
+        state = self._load(key2)
+        self._diagnosed = ctx.protocol in cfg.diagnostic_protocols
+        if state is None:
+            meta = self._stage2(train, validate, ctx, progress)
+            meta["roundtrip"] = meta["invalid_id_rate_unconstrained"] = "not measured"
+            if self._diagnosed:
+                meta["roundtrip"] = diag.roundtrip(self, cfg.roundtrip_items)
+                meta["invalid_id_rate_unconstrained"] = diag.invalid_rate(
+                    self, train.sequences, cfg.invalid_sample, ctx.seed)
+            state = self._save(key2, meta)
+        meta = state["meta"]
+        ctx.report_stop(meta["stop_reason"])
+        self._diag.update(stage2=meta["stats"], roundtrip_after_stage2=meta["roundtrip"],
+                          invalid_id_rate_unconstrained=meta["invalid_id_rate_unconstrained"],
+                          validation_curve=meta.get("curve", []))
+        self.model.eval()
+
+    def _stage2(self, train: TrainData, validate: Callable[[], float], ctx: RunContext,
+                progress: Callable | None) -> dict[str, Any]:
+        cfg = self.config
+        rng = np.random.default_rng(ctx.seed + 1)
+        n_total = cfg.stage2_steps * cfg.stage2_batch
+        n_align = int(round(cfg.alignment_share * n_total))
+        examples = self.prompter.next_item_examples(train.sequences, n_total - n_align, rng,
+                                                    cfg.steer_share, cfg.steer_template)
+        examples += self.prompter.alignment_examples(rng.integers(0, len(self.catalog), n_align),
+                                                     rng)
+        if cfg.validate_every <= 0:
+            stats = train_steps(self.model, examples, steps=cfg.stage2_steps,
+                                batch_size=cfg.stage2_batch, lr=cfg.stage2_lr, pad=self.pad,
+                                max_len=cfg.max_len, seed=ctx.seed, progress=progress,
+                                desc="sid_llm stage 2")
+            return {"stats": stats, "stop_reason": "step_cap", "curve": []}
+        # Model selection on validate(): train in chunks, keep the best trainable state.
+        curve, best, best_state, stats, bad = [], -1.0, None, [], 0
+        stop = "step_cap"
+        for start in range(0, cfg.stage2_steps, cfg.validate_every):
+            steps = min(cfg.validate_every, cfg.stage2_steps - start)
+            chunk = examples[start * cfg.stage2_batch:(start + steps) * cfg.stage2_batch]
+            stats.append(train_steps(self.model, chunk, steps=steps, batch_size=cfg.stage2_batch,
+                                     lr=cfg.stage2_lr, pad=self.pad, max_len=cfg.max_len,
+                                     seed=ctx.seed + start, progress=progress,
+                                     desc="sid_llm stage 2"))
+            curve.append(validate())
+            if curve[-1] > best:
+                best, best_state, bad = curve[-1], self._trainable_state(), 0
+            else:
+                bad += 1
+                if bad >= cfg.patience:
+                    stop = "early_stop"
+                    break
+        self.model.load_state_dict(best_state, strict=False)
+        return {"stats": stats[-1] | {"chunks": len(stats)}, "stop_reason": stop, "curve": curve}
+
+    # ------------------------------------------------------------------ data
+
+    def _semantic_ids(self, train: TrainData, ctx: RunContext) -> tuple[np.ndarray, list[int]]:
+        from benchmark.semantic_ids import SemanticIDConfig, build_semantic_ids
+
+        sid_cfg = build_config(SemanticIDConfig, [("semantic_ids", self.config.semantic_ids)])
+        sids = build_semantic_ids(train.catalog, sid_cfg, cache=ctx.cache, device=ctx.device,
+                                  show_progress=ctx.show_progress)
+        self._sid_diagnostics = sids.diagnostics
+        return sids.codes, list(sids.level_sizes)
+
+    # ------------------------------------------------------------------ trainable state
+
+    def _wrap_peft(self, model: Any) -> Any:
+        from peft import LoraConfig, get_peft_model
+
+        lora = LoraConfig(r=self.config.lora_r, lora_alpha=self.config.lora_alpha,
+                          lora_dropout=0.0, target_modules=list(self.config.lora_targets),
+                          trainable_token_indices={"embed_tokens": self.vocab.new_ids})
+        return get_peft_model(model, lora)
+
+    def _set_trainable(self, stage: int) -> None:
+        """Stage 1: only the new token rows; stage 2: + LoRA (or everything, if full)."""
+        for name, p in self.model.named_parameters():
+            if "trainable_tokens" in name:
+                p.requires_grad_(True)
+            elif stage == 2 and (self.config.finetune == "full" or "lora_" in name):
+                p.requires_grad_(True)
+            else:
+                p.requires_grad_(False)
+
+    def _trainable_state(self) -> dict[str, torch.Tensor]:
+        return {n: p.detach().cpu().clone() for n, p in self.model.named_parameters()
+                if p.requires_grad}
+
+    def _stage1_config(self) -> dict[str, Any]:
+        c = self.config
+        return {k: getattr(c, k) for k in ("backbone", "dtype", "init_noise", "stage1_steps",
+                                           "stage1_lr", "stage1_batch", "max_len", "lora_r",
+                                           "lora_targets", "roundtrip_items")}
+
+    def _load(self, key: list) -> dict | None:
+        path = self.ctx.cache.torch_path("sid_llm", key)
+        if not path.exists():
+            return None
+        state = torch.load(path, map_location=self.ctx.device, weights_only=False)
+        missing = self.model.load_state_dict(state["weights"], strict=False)
+        assert not missing.unexpected_keys, missing.unexpected_keys
+        return state
+
+    def _save(self, key: list, meta: dict) -> dict:
+        """Only trainable weights (new rows, LoRA) go into the checkpoint."""
+        state = {"weights": self._trainable_state(), "meta": meta}
+        buf = io.BytesIO()
+        torch.save(state, buf)
+        atomic_write_bytes(self.ctx.cache.torch_path("sid_llm", key), buf.getvalue())
+        return state
+
+    # ------------------------------------------------------------------ ranking
+
+    def rank(self, users: UserBatch, k: int) -> torch.Tensor:
+        return torch.as_tensor(self.recommend_ids(list(users.histories), None, k))
+
+    def recommend_ids(self, histories: list[np.ndarray], requests: list[str | None] | None,
+                      k: int) -> np.ndarray:
+        """Top-k per history (history items excluded inside the decoder), in mini-batches."""
+        requests = requests or [None] * len(histories)
+        out = []
+        for lo in range(0, len(histories), self.config.eval_batch):
+            hs = histories[lo:lo + self.config.eval_batch]
+            prompts = [self.prompter.next_item(h, r)
+                       for h, r in zip(hs, requests[lo:lo + self.config.eval_batch])]
+            items, _ = constrained_beam_search(
+                self.model, prompts, hs, self.trie, self.vocab,
+                width=max(self.config.beam_width, k), k=k, pad=self.pad)
+            out.append(items)
+        return np.concatenate(out) if out else np.zeros((0, k), dtype=np.int64)
+
+    def diagnostics(self) -> dict[str, Any]:
+        out = dict(self._diag)
+        out["semantic_ids"] = getattr(self, "_sid_diagnostics", {})
+        if self.config.steer_users > 0 and self._diagnosed:
+            out["steerability"] = diag.steerability(self, self.train.sequences, self.ctx.seed)
+        return out
+
+    # ------------------------------------------------------------------ conversation
+
+    def sid_string(self, item: int) -> str:
+        return self.vocab.item_text(item)
+
+    def recommend_for(self, history: np.ndarray, prompt: str | None, k: int) -> list[int]:
+        items = self.recommend_ids([np.asarray(history, dtype=np.int64)], [prompt], k)[0]
+        return [int(i) for i in items if i >= 0]
+
+    def explain(self, history: np.ndarray, items: list[int], prompt: str | None) -> str:
+        return diag.explain(self.catalog, history, items, prompt)
+
+    def respond(self, messages: list[dict[str, str]], history: np.ndarray) -> str:
+        return diag.respond(self, messages, history)
+
+
+def _progress(show: bool) -> Callable | None:
+    if not show:
+        return None
+    from tqdm.auto import tqdm
+
+    return lambda it, desc: tqdm(it, desc=desc, leave=False)

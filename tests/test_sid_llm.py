@@ -1,0 +1,267 @@
+"""SID-LLM: vocabulary extension, trie decoding, training, and the recommend command.
+
+Everything runs on a tiny random Llama (benchmark.llm.tiny_random_lm) except one slow test that
+loads the packaged SmolLM2 once per session. Semantic IDs are random codes of the real shape
+(last column = disambiguation), so these tests do not depend on the semantic-ID builder.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from adapters.sid_llm import SIDLLM
+from benchmark.adapter import RunContext, TrainData, UserBatch
+from benchmark.cache import Cache
+from benchmark.data import ItemCatalog
+from benchmark.llm import tiny_random_lm
+from benchmark.sid_llm_core import SIDTrie, SIDVocab, constrained_beam_search
+
+torch.set_num_threads(1)  # tiny models: threads only add contention on a shared CPU
+
+
+def random_codes(n_items: int, sizes=(4, 4, 4), seed: int = 0) -> tuple[np.ndarray, list[int]]:
+    """Random 3-level codes plus a disambiguation column that makes every row unique."""
+    rng = np.random.default_rng(seed)
+    base = rng.integers(0, sizes, (n_items, len(sizes)))
+    dis = np.zeros(n_items, dtype=np.int64)
+    seen: dict[tuple, int] = {}
+    for i, row in enumerate(map(tuple, base)):
+        dis[i] = seen.get(row, 0)
+        seen[row] = dis[i] + 1
+    return np.column_stack([base, dis]), [*sizes, int(dis.max()) + 1]
+
+
+@pytest.fixture
+def tiny():
+    torch.manual_seed(0)
+    model, tok = tiny_random_lm(seed=0)
+    codes, sizes = random_codes(40)
+    vocab = SIDVocab(codes, sizes)
+    vocab.extend(tok, model, seed=0)
+    return model.eval(), tok, vocab
+
+
+def test_sid_strings_round_trip_through_the_tokenizer(tiny):
+    _, tok, vocab = tiny
+    text = f"History: {vocab.item_text(3)}{vocab.item_text(17)} next"
+    ids = tok(text, add_special_tokens=False)["input_ids"]
+    sid_ids = [i for i in ids if i in set(vocab.new_ids)]
+    expected = [vocab.start_id, *[int(vocab.level_token_ids[lv][c])
+                                  for lv, c in enumerate(vocab.codes[3])], vocab.end_id]
+    assert sid_ids[:6] == expected  # one token per level, no sub-word splits
+    assert len(sid_ids) == 12
+    assert tok.decode(ids) == text
+    assert vocab.parse(tok.decode(ids)) == [3, 17]
+
+
+def test_resized_model_scores_the_new_tokens_with_average_rows(tiny):
+    model, tok, vocab = tiny
+    logits = model(torch.tensor([[vocab.start_id, vocab.new_ids[5]]])).logits
+    assert logits.shape[-1] == len(tok) and max(vocab.new_ids) == len(tok) - 1
+    emb = model.get_input_embeddings().weight.detach()
+    old, new = emb[: min(vocab.new_ids)], emb[vocab.new_ids]
+    # mean of the old rows plus small noise: closer to the mean than any typical old row
+    dist_new = (new - old.mean(0)).norm(dim=1).mean()
+    dist_old = (old - old.mean(0)).norm(dim=1).mean()
+    assert dist_new < 0.2 * dist_old
+    assert torch.unique(new, dim=0).shape[0] == len(vocab.new_ids)
+
+
+def _decode(model, tok, vocab, codes, excluded, k, width=8):
+    trie = SIDTrie(codes, vocab.level_sizes)
+    prompts = [[5, 6, 7], [8], [9, 10, 11, 12]][: len(excluded)]
+    return constrained_beam_search(model, prompts, excluded, trie, vocab, width=width, k=k,
+                                   pad=tok.pad_token_id)
+
+
+def test_constrained_decoding_emits_only_real_unseen_items(tiny):
+    model, tok, vocab = tiny
+    excluded = [np.array([0, 1, 2, 3, 4]), np.zeros(0, np.int64), np.arange(0, 40, 2)]
+    items, scores = _decode(model, tok, vocab, vocab.codes, excluded, k=12)
+    for row, ex in zip(items, excluded):
+        real = row[row >= 0]
+        assert len(real) == 12 and len(set(real.tolist())) == 12  # full lists, no duplicates
+        assert not set(real.tolist()) & set(ex.tolist())  # history items never emitted
+    assert np.all(np.diff(scores, axis=1) <= 1e-6)  # best first
+    again, _ = _decode(model, tok, vocab, vocab.codes, excluded, k=12)
+    np.testing.assert_array_equal(items, again)  # deterministic
+
+
+def test_constrained_decoding_with_a_single_branch_and_exhausted_trie(tiny):
+    model, tok, vocab = tiny
+    # Items 0-2 share every code but the disambiguation one: a single-branch trie.
+    codes = np.array([[1, 2, 3, 0], [1, 2, 3, 1], [1, 2, 3, 2]])
+    small = SIDVocab(codes, vocab.level_sizes[:3] + [3])
+    small.bind(tok)
+    trie = SIDTrie(codes, small.level_sizes)
+    items, _ = constrained_beam_search(model, [[5], [6]], [np.array([1]), np.array([0, 1, 2])],
+                                       trie, small, width=5, k=4, pad=tok.pad_token_id)
+    assert sorted(items[0][items[0] >= 0].tolist()) == [0, 2] and items[0][2:].tolist() == [-1, -1]
+    assert items[1].tolist() == [-1, -1, -1, -1]  # everything seen: nothing to recommend
+
+
+# --------------------------------------------------------------------------- the adapter
+
+
+def pattern_data(n_users=24, n_items=30, favourite=7, seed=0):
+    """Every other interaction is the favourite item: the pattern a model can learn."""
+    rng = np.random.default_rng(seed)
+    others = [i for i in range(n_items) if i != favourite]
+    seqs = []
+    for _ in range(n_users):
+        seq = []
+        for _ in range(5):
+            seq += [int(rng.choice(others)), favourite]
+        seqs.append(np.array(seq, dtype=np.int64))
+    genres = ["Action", "Comedy", "Drama"]
+    catalog = ItemCatalog([str(i) for i in range(n_items)],
+                          [{"title": f"Film {i}", "year": str(1990 + i % 7),
+                            "genres": genres[i % 3]} for i in range(n_items)],
+                          [(genres[i % 3],) for i in range(n_items)])
+    counts = np.bincount(np.concatenate(seqs), minlength=n_items)
+    return TrainData(n_items, seqs, catalog, counts)
+
+
+def tiny_config(**changes):
+    cfg = SIDLLM.Config(backbone="tiny:random", history_items=3, max_len=96, stage1_steps=4,
+                        stage1_batch=8, stage1_lr=0.01, stage2_steps=40, stage2_batch=8,
+                        stage2_lr=0.01, lora_r=4, lora_alpha=8, steer_users=4, steer_genres=2,
+                        roundtrip_items=4, invalid_sample=4, eval_batch=16)
+    for key, value in changes.items():
+        setattr(cfg, key, value)
+    return cfg
+
+
+@pytest.fixture
+def random_sids(monkeypatch):
+    monkeypatch.setattr(SIDLLM, "_semantic_ids",
+                        lambda self, train, ctx: random_codes(train.n_items, seed=1))
+
+
+def fit(cfg, train, tmp_path, seed=0):
+    torch.manual_seed(seed)
+    ctx = RunContext(seed=seed, profile="smoke", device="cpu", cache=Cache(tmp_path / "cache"),
+                     dataset_name="tiny", protocol="loo", catalog_hash="cat", train_hash="train",
+                     show_progress=False)
+    adapter = SIDLLM(cfg)
+    adapter.fit(train, lambda: 0.0, ctx)
+    return adapter, ctx
+
+
+def test_trained_tiny_model_ranks_the_pattern_item_above_chance(random_sids, tmp_path):
+    train = pattern_data()
+    adapter, ctx = fit(tiny_config(), train, tmp_path)
+    histories = [np.array([i]) for i in range(30) if i != 7]
+    lists = adapter.rank(UserBatch(np.arange(len(histories)), histories), 10).numpy()
+    hit = (lists == 7).any(axis=1).mean()
+    assert hit > 0.9  # chance: 10 of 29 candidates, about 0.34
+    assert ctx.stop_reason == "step_cap"
+    diag = adapter.diagnostics()
+    assert {"stage1", "stage2", "roundtrip_after_stage1", "roundtrip_after_stage2",
+            "invalid_id_rate_unconstrained", "steerability"} <= set(diag)
+    assert set(diag["steerability"]["genres"]) == {"Action", "Comedy"}
+
+
+def test_stage1_trains_only_new_rows_and_checkpoints_are_reused(random_sids, tmp_path):
+    train = pattern_data()
+    cfg = tiny_config(stage2_steps=2)
+    adapter, _ = fit(cfg, train, tmp_path)
+    base, _ = tiny_random_lm(seed=0)
+    emb = adapter.model.get_input_embeddings()
+    weights = emb.weight if hasattr(emb, "weight") else emb.base_layer.weight
+    n_old = base.get_input_embeddings().weight.shape[0]
+    # peft keeps the original rows untouched and holds the new ones as a trained delta
+    assert torch.equal(weights[:n_old], base.get_input_embeddings().weight)
+    ckpts = list((tmp_path / "cache" / "sid_llm").glob("*.pt"))
+    assert len(ckpts) == 2  # stage 1 and stage 2
+    for path in ckpts:
+        names = torch.load(path, weights_only=False)["weights"].keys()
+        assert all("trainable_tokens" in n or "lora_" in n for n in names)
+    first = adapter.rank(UserBatch(np.arange(3), [np.array([1]), np.array([2, 3]),
+                                                  np.zeros(0, np.int64)]), 5)
+    again, _ = fit(cfg, train, tmp_path)  # a cache hit: same weights, same lists
+    second = again.rank(UserBatch(np.arange(3), [np.array([1]), np.array([2, 3]),
+                                                 np.zeros(0, np.int64)]), 5)
+    assert torch.equal(first, second)
+
+
+def test_validation_keeps_the_best_state_and_stops_early(random_sids, tmp_path):
+    train = pattern_data()
+    cfg = tiny_config(stage2_steps=12, validate_every=4, patience=1)
+    scores = iter([0.5, 0.2, 0.9])  # the second chunk is worse: stop, restore the first
+    states = []
+    torch.manual_seed(0)
+    ctx = RunContext(seed=0, profile="smoke", device="cpu", cache=Cache(tmp_path / "cache"),
+                     dataset_name="tiny", protocol="loo", catalog_hash="cat", train_hash="train",
+                     show_progress=False)
+    adapter = SIDLLM(cfg)
+
+    def validate() -> float:
+        states.append(adapter._trainable_state())
+        return next(scores)
+
+    adapter.fit(train, validate, ctx)
+    assert ctx.stop_reason == "early_stop" and len(states) == 2
+    assert adapter.diagnostics()["validation_curve"] == [0.5, 0.2]
+    now = adapter._trainable_state()
+    assert all(torch.equal(now[n], states[0][n]) for n in now)
+
+
+def test_full_fine_tuning_trains_the_backbone_too(random_sids, tmp_path):
+    adapter, _ = fit(tiny_config(finetune="full", stage2_steps=2), pattern_data(), tmp_path)
+    trainable = adapter._trainable_state()
+    assert any("self_attn.q_proj.base_layer" in n for n in trainable)
+
+
+def test_recommend_command_prints_real_titles(random_sids, tiny_atomic, cache_dir, capsys):
+    from benchmark.cli import main
+
+    code = main(["recommend", "--method", "sid_llm", "--user", "3", "--prompt",
+                 "Something from the Comedy genre, please.", "--dataset", str(tiny_atomic),
+                 "--profile", "smoke", "--cache-dir", str(cache_dir), "--no-progress", "-k", "5"])
+    out = capsys.readouterr().out
+    assert code == 0
+    listed = [line for line in out.splitlines() if line.strip()[:3].strip(". ").isdigit()]
+    assert len(listed) == 5
+    titles = {f"Movie {i}" for i in range(1, 31)}
+    for line in listed:
+        title = line.split(".", 1)[1].split("<|sid_start|>")[0].strip()
+        assert title in titles
+    assert "Why:" in out
+
+
+def test_chat_keeps_the_conversation_and_leaves_on_quit(random_sids, tiny_atomic, cache_dir):
+    from benchmark import conversation, runner
+    from benchmark.config import parse_overrides  # noqa: F401  (runner API check)
+
+    req = runner.RunRequest(method="sid_llm", dataset=str(tiny_atomic), protocol="loo", seed=0,
+                            profile="smoke", overrides={}, meta=None, cache_dir=cache_dir,
+                            show_progress=False)
+    settings = runner.harness_settings("smoke")
+    dataset, split = runner.prepare(req, settings)
+    adapter, _, _ = runner.fit_adapter(req, settings, dataset, split)
+    inputs = iter(["something like Movie 4", "why?", "quit", "never read"])
+    lines: list[str] = []
+    conversation.chat(adapter, dataset, split, "3", lambda _: next(inputs), lines.append)
+    text = "\n".join(lines)
+    assert "Movie" in text and "Because" in text
+    assert next(inputs) == "never read"
+
+
+@pytest.mark.slow
+def test_packaged_backbone_round_trips_sid_tokens():
+    from benchmark.llm import load_causal_lm
+
+    model, tok = load_causal_lm("packaged:smollm2")
+    codes, sizes = random_codes(20)
+    vocab = SIDVocab(codes, sizes)
+    vocab.extend(tok, model)
+    text = "Like " + vocab.item_text(4) + " and " + vocab.item_text(9)
+    ids = tok(text, add_special_tokens=False)["input_ids"]
+    assert tok.decode(ids) == text and vocab.parse(text) == [4, 9]
+    assert sum(i in set(vocab.new_ids) for i in ids) == 12
+    assert model.dtype == torch.float32
+    logits = model(torch.tensor([ids])).logits
+    assert logits.shape[-1] == len(tok)
