@@ -26,10 +26,21 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
         if not sep or not key.strip():
             raise BenchmarkError(f"--set expects key=value, got {pair!r}")
         try:
-            out[key.strip()] = yaml.safe_load(raw) if raw.strip() else ""
+            value = yaml.safe_load(raw) if raw.strip() else ""
         except yaml.YAMLError:
-            out[key.strip()] = raw
+            value = raw
+        out[key.strip()] = _number_or_self(value)
     return out
+
+
+def _number_or_self(value: Any) -> Any:
+    """YAML 1.1 reads `1e-3` as a string; a user typing it means a number."""
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
 
 
 def _check_type(value: Any, tp: Any) -> Any:
@@ -65,6 +76,7 @@ def _check_type(value: Any, tp: Any) -> Any:
             raise TypeError("expected a mapping")
         return dict(value)
     if tp is float:
+        value = _number_or_self(value)  # `lr: 1e-3` in YAML 1.1 is a string
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise TypeError("expected a number")
         return float(value)

@@ -310,7 +310,7 @@ def _iter_jsonl(path: Path):
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise DataError(f"{path}:{lineno}: expected one JSON object per line ({exc.msg})")
+                raise DataError(f"{path}:{lineno}: expected one JSON object per line ({exc.msg})") from None
             if not isinstance(record, dict):
                 raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(record).__name__}")
             yield lineno, record

@@ -17,8 +17,9 @@ item, so IDCG = 1); MRR@20 = 1/r if r <= 20. HR@100 needs a list of >= 100 items
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch

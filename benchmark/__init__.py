@@ -1,0 +1,9 @@
+"""A benchmark of LLM-for-recommendation paradigms (see DESIGN.md and README.md).
+
+Importing this package is cheap: adapters (and torch) load only when a method is used.
+"""
+
+from benchmark.registry import register
+
+__all__ = ["register"]
+__version__ = "0.1.0"

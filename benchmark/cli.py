@@ -1,0 +1,202 @@
+"""Command line: ``python -m benchmark [run] --all | --methods a,b``, ``list``, ``report``,
+``recommend``, ``chat``.
+
+Errors in the user's input (unknown method, bad data file, unknown config key, empty dataset)
+print one line ``error: ...`` and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from benchmark.errors import BenchmarkError
+
+COMMANDS = ("run", "list", "report", "recommend", "chat")
+
+
+def _common_run_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset", default="ml-100k",
+                   help="dataset name from configs/datasets/ or a path: a RecBole .inter file "
+                        "(or its folder), or an Amazon Reviews 2023 <Category>.jsonl[.gz]")
+    p.add_argument("--meta", default=None,
+                   help="Amazon meta_<Category>.jsonl[.gz] (default: beside the reviews file)")
+    p.add_argument("--profile", default="default", choices=("smoke", "default", "paper"))
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key: `key=value` for every selected method, "
+                        "`method.key=value` for one, `harness.key=value` for the protocol "
+                        "settings (values parsed as YAML)")
+    p.add_argument("--adapter-module", action="append", default=[], metavar="MODULE",
+                   help="import a method from outside the repository (file path or dotted name)")
+    p.add_argument("--cache-dir", type=Path, default=None,
+                   help="artefact cache (default: $BENCHMARK_CACHE or .cache/ in the repository)")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmark",
+        description="Benchmark of LLM-for-recommendation paradigms: full-ranking leave-one-out "
+                    "evaluation with cold-start slices and paired significance tests.",
+        epilog="Without a command, `run` is assumed: python -m benchmark --all",
+    )
+    sub = parser.add_subparsers(dest="command")
+    run = sub.add_parser("run", help="train and evaluate methods (the default command)")
+    which = run.add_mutually_exclusive_group(required=True)
+    which.add_argument("--all", action="store_true",
+                       help="every registered method and baseline (RecBole peers only with "
+                            "--with-peers)")
+    which.add_argument("--methods", help="comma-separated method names (see `list`)")
+    run.add_argument("--with-peers", action="store_true", help="with --all: add the RecBole peers")
+    run.add_argument("--protocol", default="both", choices=("loo", "cold_item", "both"))
+    run.add_argument("--seeds", default=None,
+                     help="comma-separated model seeds (default: the profile's, usually 0)")
+    run.add_argument("--results-dir", type=Path, default=None,
+                     help="where result files go (default: results/ for the default profile, "
+                          "the cache for others)")
+    run.add_argument("--no-report", action="store_true", help="do not regenerate the report")
+    _common_run_args(run)
+
+    sub.add_parser("list", help="list methods, datasets and profiles").add_argument(
+        "--adapter-module", action="append", default=[], metavar="MODULE")
+
+    rep = sub.add_parser("report", help="regenerate REPORT.md from result files alone")
+    rep.add_argument("--results-dir", type=Path, default=None, help="default: results/")
+    rep.add_argument("--output", type=Path, default=None, help="default: REPORT.md beside results")
+
+    for name, text in (("recommend", "recommend for one user, optionally steered by a prompt"),
+                       ("chat", "talk to a conversational method")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("--method", default="sid_llm")
+        p.add_argument("--protocol", default="loo", choices=("loo", "cold_item"))
+        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--user", required=name == "recommend", help="original user id")
+        if name == "recommend":
+            p.add_argument("--prompt", default=None, help="a request in words, e.g. a genre")
+            p.add_argument("-k", type=int, default=10, help="how many items")
+        _common_run_args(p)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or (argv[0] not in COMMANDS and argv[0] not in ("-h", "--help")):
+        argv.insert(0, "run")
+    args = build_parser().parse_args(argv)
+    try:
+        return {"run": cmd_run, "list": cmd_list, "report": cmd_report,
+                "recommend": cmd_converse, "chat": cmd_converse}[args.command](args)
+    except BenchmarkError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; finished runs are cached and will be reused", file=sys.stderr)
+        return 130
+
+
+def _load_external(modules: list[str]) -> None:
+    from benchmark import registry
+
+    for module in modules:
+        registry.load_external(module)
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from benchmark import registry, runner
+
+    _load_external(args.adapter_module)
+    peers = set(runner.harness_settings("default").peers)
+    print("methods:")
+    for name, spec in registry.available().items():
+        print(f"  {name:22s} {spec.target}{'  (peer: --with-peers)' if name in peers else ''}")
+    print("datasets:")
+    for path in sorted(runner.DATASET_CONFIG_DIR.glob("*.yaml")):
+        print(f"  {path.stem}")
+    print("  <path>                 RecBole .inter file/folder, or Amazon 2023 <Category>.jsonl[.gz]")
+    print("profiles: smoke, default, paper")
+    print("protocols: loo, cold_item")
+    return 0
+
+
+def _split_overrides(pairs: list[str]):
+    from benchmark.config import parse_overrides
+
+    parsed = parse_overrides(pairs)
+    harness = {k.split(".", 1)[1]: v for k, v in parsed.items() if k.startswith("harness.")}
+    methods = {k: v for k, v in parsed.items() if not k.startswith("harness.")}
+    return harness, methods
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from tqdm.auto import tqdm
+
+    from benchmark import registry, report, runner
+
+    _load_external(args.adapter_module)
+    harness_over, method_over = _split_overrides(args.overrides)
+    settings = runner.harness_settings(args.profile, harness_over)
+    known = registry.available()
+    if args.all:
+        methods = [m for m in known if m not in settings.peers or args.with_peers]
+    else:
+        methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+        unknown = [m for m in methods if m not in known]
+        if unknown:
+            raise BenchmarkError(f"unknown method {unknown[0]!r}; known methods: {', '.join(known)}")
+    _check_scoped_overrides(method_over, methods)
+    seeds = ([int(s) for s in args.seeds.split(",")] if args.seeds else settings.seeds)
+    protocols = ("loo", "cold_item") if args.protocol == "both" else (args.protocol,)
+    jobs = [(p, m, s) for p in protocols for m in methods for s in seeds]
+    cache_dir = args.cache_dir or runner.default_cache_dir()
+    out_dir = runner.results_dir_for(args.profile, args.results_dir, cache_dir)
+    start = time.perf_counter()
+    bar = tqdm(jobs, desc="runs", disable=args.no_progress)
+    for protocol, method, seed in bar:
+        bar.set_postfix_str(f"{method} {protocol} seed{seed}")
+        # Override keys are checked against each method's own config; a scoped key
+        # (`sasrec_id.lr=...`) reaches only its method.
+        req = runner.RunRequest(
+            method=method, dataset=args.dataset, protocol=protocol, seed=seed,
+            profile=args.profile, overrides=_overrides_for(method, method_over, len(methods)),
+            meta=args.meta, results_dir=out_dir, cache_dir=cache_dir,
+            show_progress=not args.no_progress, harness_overrides=harness_over,
+        )
+        path = runner.run(req)
+        tqdm.write(f"{method:20s} {protocol:9s} seed{seed}: {runner.headline(path)}")
+    print(f"wall time: {time.perf_counter() - start:.1f} s; results in {out_dir}")
+    if not args.no_report:
+        output = report.write_report(out_dir)
+        print(f"report: {output}")
+    return 0
+
+
+def _check_scoped_overrides(overrides: dict, methods: list[str]) -> None:
+    for key in overrides:
+        scope, dot, _ = key.partition(".")
+        if dot and scope not in methods:
+            raise BenchmarkError(f"--set {key}: {scope!r} is not among the selected methods")
+
+
+def _overrides_for(method: str, overrides: dict, n_methods: int) -> dict:
+    """Scoped keys for this method; unscoped keys go to every method."""
+    return {k: v for k, v in overrides.items() if "." not in k or k.split(".", 1)[0] == method}
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from benchmark import report, runner
+
+    results = args.results_dir or runner.DEFAULT_RESULTS_DIR
+    if not Path(results).is_dir():
+        raise BenchmarkError(f"{results}: no such results directory")
+    output = report.write_report(Path(results), args.output)
+    print(f"report: {output}")
+    return 0
+
+
+def cmd_converse(args: argparse.Namespace) -> int:
+    from benchmark import conversation
+
+    _load_external(args.adapter_module)
+    return conversation.main(args)

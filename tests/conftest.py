@@ -1,0 +1,75 @@
+"""Tiny datasets written by the tests, in the formats the loaders read."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+GENRES = ["Action", "Comedy", "Drama", "Horror", "Romance"]
+
+
+def write_atomic(folder: Path, name: str, rows: list[tuple], items: list[tuple] | None = None
+                 ) -> Path:
+    """RecBole atomic files: rows of (user, item, rating, timestamp); items of (id, title, year, genres)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    inter = folder / f"{name}.inter"
+    lines = ["user_id:token\titem_id:token\trating:float\ttimestamp:float"]
+    lines += [f"{u}\t{i}\t{r}\t{t}" for u, i, r, t in rows]
+    inter.write_text("\n".join(lines) + "\n")
+    if items is not None:
+        lines = ["item_id:token\tmovie_title:token_seq\trelease_year:token\tclass:token_seq"]
+        lines += [f"{i}\t{title}\t{year}\t{genres}" for i, title, year, genres in items]
+        (folder / f"{name}.item").write_text("\n".join(lines) + "\n")
+    return inter
+
+
+def synthetic_rows(n_users: int = 40, n_items: int = 30, length: int = 12, seed: int = 0):
+    """Users walk a cycle over the items from a random start: a learnable sequential pattern."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for u in range(1, n_users + 1):
+        start = int(rng.integers(n_items))
+        for t in range(length):
+            rows.append((u, (start + t) % n_items + 1, float(rng.integers(1, 6)), 1000 + 10 * t))
+    items = [(i, f"Movie {i}", 1990 + i % 10, GENRES[i % 5] + (" Comedy" if i % 3 == 0 else ""))
+             for i in range(1, n_items + 1)]
+    return rows, items
+
+
+@pytest.fixture
+def tiny_atomic(tmp_path: Path) -> Path:
+    rows, items = synthetic_rows()
+    return write_atomic(tmp_path / "tiny", "tiny", rows, items)
+
+
+def write_amazon(folder: Path, category: str = "Video_Games", gz: bool = False) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(1)
+    reviews, metas = [], []
+    for i in range(12):
+        metas.append({"parent_asin": f"B{i:03d}", "title": f"Game {i}", "store": f"Studio {i % 3}",
+                      "categories": ["Video Games", ["PC", "Console"][i % 2]],
+                      "features": [f"feature {i}a", f"feature {i}b"],
+                      "description": [f"A game about {i}."], "price": None})
+    for u in range(8):
+        for t in range(5):
+            reviews.append({"user_id": f"U{u}", "parent_asin": f"B{int(rng.integers(12)):03d}",
+                            "rating": 5.0, "timestamp": 1_600_000_000_000 + 1000 * t,
+                            "text": "fine"})
+    suffix = ".jsonl.gz" if gz else ".jsonl"
+    opener = gzip.open if gz else open
+    path = folder / f"{category}{suffix}"
+    with opener(path, "wt") as fh:
+        fh.write("\n".join(json.dumps(r) for r in reviews) + "\n")
+    with opener(folder / f"meta_{category}{suffix}", "wt") as fh:
+        fh.write("\n".join(json.dumps(m) for m in metas) + "\n")
+    return path
+
+
+@pytest.fixture
+def cache_dir(tmp_path: Path) -> Path:
+    return tmp_path / "cache"
