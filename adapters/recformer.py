@@ -69,7 +69,7 @@ class Recformer(AdapterBase):
         backbone: str = PACKAGED_MINILM  # any BERT-like HF id or local directory
         finetune: bool = True  # false = evaluate the pretrained encoder (recformer_zeroshot)
         attr_max_tokens: int = 32  # per attribute key or value (paper: 32)
-        max_tokens: int = 128  # token budget of a user sequence (paper: 1,024)
+        max_tokens: int = 64  # token budget of a user sequence (paper: 1,024)
         max_items: int = 50  # most recent items considered (paper: 50)
         tau: float = 0.05
         encode_batch_size: int = 64
@@ -82,7 +82,7 @@ class Recformer(AdapterBase):
         finetune_lr: float = 5e-5
         batch_size: int = 16
         pairs_per_user: int = 1  # (prefix, next item) pairs per user per finetuning epoch
-        stage1_epochs: int = 2
+        stage1_epochs: int = 1
         stage2_epochs: int = 1
         patience: int = 1  # epochs without a better validation NDCG@10 before a stage stops
 

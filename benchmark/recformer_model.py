@@ -51,14 +51,19 @@ def resolve_backbone_path(name_or_path: str) -> str:
 def load_backbone(name_or_path: str) -> tuple[nn.Module, Any]:
     """(transformers encoder, tokenizer) for a BERT-like model; a clear error when missing."""
     from transformers import AutoModel, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
     path = resolve_backbone_path(name_or_path)
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # the unused pooler's "UNEXPECTED keys" report is noise
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
         model = AutoModel.from_pretrained(path, add_pooling_layer=False)
     except (OSError, ValueError) as exc:
         raise BenchmarkError(f"backbone {name_or_path!r} cannot be loaded offline ({exc}); set "
                              "the config key `backbone` to a local BERT-like model") from None
+    finally:
+        hf_logging.set_verbosity(verbosity)
     return model, tokenizer
 
 
