@@ -109,6 +109,9 @@ class Recformer(AdapterBase):
         pre = self._cached(ctx, "recformer_pretrain", pre_key, lambda: self._pretrain(train, ctx))
         self.encoder.load_state_dict(pre["encoder"])
         self.info["pretrain"] = pre["info"]
+        self.info["mean_items_per_user_input"] = float(np.mean(
+            [sequence_tokens(s, self.sentences, 0, self.max_tokens, cfg.max_items)[2][-1]
+             for s in train.sequences if len(s)]))
         # Item vectors are keyed by the checkpoint that made them, never by dataset name alone.
         zero_shot = ctx.cache.get_or_build(
             "recformer_item_vectors", [pre_key, "items"], lambda: self.encode_items().numpy())
@@ -132,6 +135,7 @@ class Recformer(AdapterBase):
         self.encoder = RecformerEncoder(backbone, cfg.max_items).to(self.device)
         self.max_tokens = min(cfg.max_tokens, self.encoder.max_tokens)
         self.sentences = item_sentences(attributes, tokenizer, cfg.attr_max_tokens)
+        self.info["mean_item_tokens"] = float(np.mean([len(s.ids) for s in self.sentences]))
 
     def _cached(self, ctx: RunContext, kind: str, key: Any, build: Callable[[], dict]) -> dict:
         """Load a torch checkpoint from the cache or build and store it (atomic write)."""
@@ -253,11 +257,13 @@ class Recformer(AdapterBase):
         best_state = (copy.deepcopy(enc.state_dict()), self.item_matrix.clone())
         reasons = {}
         for stage, epochs in ((1, cfg.stage1_epochs), (2, cfg.stage2_epochs)):
+            reasons[stage], bad = "epoch_cap", 0
+            if epochs == 0:
+                continue
             optimizer = torch.optim.AdamW(enc.parameters(), lr=cfg.finetune_lr)
             if stage == 2:  # reload the best checkpoint; its item matrix stays frozen for good
                 enc.load_state_dict(best_state[0])
                 self.item_matrix = self.encode_items().to(self.device)
-            reasons[stage], bad = "epoch_cap", 0
             for epoch in range(1, epochs + 1):
                 if stage == 1 and epoch > 1:
                     self.item_matrix = self.encode_items().to(self.device)

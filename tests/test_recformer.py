@@ -15,7 +15,6 @@ from adapters import recformer as recformer_module
 from adapters.recformer import Recformer
 from benchmark.adapter import RunContext, TrainData, UserBatch
 from benchmark.cache import Cache
-from benchmark.data import ItemCatalog
 from benchmark.evaluation import evaluate, metric_values
 from benchmark.recformer_model import (
     CLS_TYPE,
@@ -26,7 +25,6 @@ from benchmark.recformer_model import (
     item_sentences,
     sequence_tokens,
 )
-from benchmark.splits import Cases
 
 
 class WordTokenizer:
@@ -109,22 +107,23 @@ def test_cold_item_is_scored_and_identical_texts_score_identically():
     assert not torch.equal(scores[:, 0], scores[:, 2])
 
 
-def _chain_data(n_items: int = 20, n_users: int = 40, length: int = 12):
-    """Every user walks the chain i -> i+1 (mod n); the item after the walk is held out."""
-    rng = np.random.default_rng(0)
-    attrs = [{"title": f"w{i} x{i}", "genres": f"g{i % 3}"} for i in range(n_items)]
-    catalog = ItemCatalog([str(i) for i in range(n_items)], attrs, [(f"g{i % 3}",)
-                                                                     for i in range(n_items)])
-    walks = [(rng.integers(n_items) + np.arange(length + 1)) % n_items for _ in range(n_users)]
-    train_seqs = [w[:-1].astype(np.int64) for w in walks]
-    counts = np.bincount(np.concatenate(train_seqs), minlength=n_items)
-    train = TrainData(n_items, train_seqs, catalog, counts)
-    valid = Cases(np.arange(n_users), train_seqs, np.array([w[-1] for w in walks]))
-    return train, valid
+def _smoke_data(tmp_path, n_users: int = 40):
+    """The project's smoke data (users walk a cycle over 30 movies), split leave-one-out."""
+    from conftest import synthetic_rows, write_atomic
+
+    from benchmark.data import Preprocessing, load_atomic
+    from benchmark.splits import make_split
+
+    rows, items = synthetic_rows(n_users=n_users)
+    dataset = load_atomic(write_atomic(tmp_path / "smoke", "smoke", rows, items), "smoke",
+                          Preprocessing())
+    split = make_split(dataset, "loo")
+    train = TrainData(dataset.n_items, split.train, dataset.catalog, split.item_counts())
+    return train, split.valid
 
 
 def test_finetuning_improves_validation_ndcg_over_the_zero_shot_model(tmp_path, monkeypatch):
-    train, valid = _chain_data(n_users=24)
+    train, valid = _smoke_data(tmp_path, n_users=24)
     monkeypatch.setattr(recformer_module, "load_backbone", lambda name: (tiny_bert(),
                                                                          WordTokenizer()))
     config = Recformer.Config(max_tokens=40, pretrain_epochs=1, pretrain_batch_size=8,
@@ -152,7 +151,7 @@ def test_finetuning_improves_validation_ndcg_over_the_zero_shot_model(tmp_path, 
 
 
 def test_zero_shot_variant_shares_the_pretraining_checkpoint(tmp_path, monkeypatch):
-    train, _ = _chain_data(n_users=8)
+    train, _ = _smoke_data(tmp_path, n_users=8)
     monkeypatch.setattr(recformer_module, "load_backbone", lambda name: (tiny_bert(),
                                                                          WordTokenizer()))
     ctx = RunContext(seed=0, profile="smoke", device="cpu", cache=Cache(tmp_path), dataset_name="x",
