@@ -17,12 +17,18 @@ pretrained on *other* data only). ``--set pretrain_epochs=0`` gives the raw sent
 Both variants key the pretraining checkpoint and its item vectors identically, so whichever
 runs first builds them and the other loads them.
 
-Default-profile scale-downs (2-core CPU; the paper profile keeps the paper's sizes): token
-budget 128 (about 11 ML-100K items of ~11 tokens) instead of 1,024 over 50 items, and few
-epochs. An epoch draws one (prefix, next item) pair per user (``pairs_per_user``), the target
-uniform over the second half of the sequence -- what the reference collator does -- because
-MiniLM trains at roughly 800 tokens/s on 2 cores (~6 pairs/s at 128 tokens): an epoch over
-ML-100K's 943 users is ~2.5 minutes, and each validation pass ~1 minute.
+Default-profile scale-downs (2-core CPU; the paper profile keeps the paper's sizes):
+- Token budget 64 = [CLS] + about 5 ML-100K items (an item sentence averages ~11 tokens, keys
+  included) instead of 1,024 tokens over 50 items; attributes are still cut at 32 tokens.
+- One pretraining epoch and one epoch per finetuning stage. An epoch draws ONE (prefix, next
+  item) pair per user (943 on ML-100K), the target uniform over the second half of the
+  sequence: the reference collator's rate, and what the budget allows. MiniLM trains at about
+  800 tokens/s on 2 idle cores, i.e. ~0.1 s per 64-token pair, and every validate() call
+  encodes 943 users (~20-40 s); all ~99k ML-100K positions per epoch would take hours.
+- Measured (ML-100K, both protocols, recformer then recformer_zeroshot, on the shared 2-core
+  machine at load average 6-8): 47.5 min wall, but 1,497 CPU-seconds in all, i.e. about 12.5
+  (perfect 2-thread scaling) to 15 minutes on an idle 2-core machine. Per protocol: pretraining
+  943 pairs, finetuning 2 x 943 pairs, 3 validation passes, 2 catalogue encodings, 1 test pass.
 """
 
 from __future__ import annotations
