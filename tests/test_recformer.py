@@ -1,0 +1,183 @@
+"""Recformer: input construction, cold items, identical texts, finetuning beats zero-shot.
+
+A tiny randomly initialised BERT (hidden 32, 2 layers) and a word-level tokenizer written here
+stand in for MiniLM, so these tests take seconds; the packaged MiniLM is loaded once, in the
+slow test at the end.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from adapters import recformer as recformer_module
+from adapters.recformer import Recformer
+from benchmark.adapter import RunContext, TrainData, UserBatch
+from benchmark.cache import Cache
+from benchmark.evaluation import evaluate, metric_values
+from benchmark.recformer_model import (
+    CLS_TYPE,
+    KEY_TYPE,
+    PAD_TYPE,
+    VALUE_TYPE,
+    collate,
+    item_sentences,
+    sequence_tokens,
+)
+
+
+class WordTokenizer:
+    """Whitespace tokenizer with a growing vocabulary; ids 0-2 are [PAD], [CLS], [MASK]."""
+
+    pad_token_id, cls_token_id, mask_token_id = 0, 1, 2
+
+    def __init__(self) -> None:
+        self.vocab: dict[str, int] = {}
+
+    def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:
+        return [self.vocab.setdefault(w, len(self.vocab) + 3) for w in text.lower().split()]
+
+
+def tiny_bert(vocab_size: int = 200) -> torch.nn.Module:
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=vocab_size, hidden_size=32, num_hidden_layers=2,
+                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=64,
+                        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    return BertModel(config, add_pooling_layer=False)
+
+
+def test_two_item_history_input_is_cls_then_newest_item_first_with_types_and_positions():
+    tok = WordTokenizer()
+    attrs = [{"title": "alpha beta", "year": "1995"}, {"title": "gamma", "year": ""}]
+    sents = item_sentences(attrs, tok, attr_max_tokens=32)
+    t, a, b, y, n95, g = (tok.vocab[w] for w in ("title", "alpha", "beta", "year", "1995", "gamma"))
+    # Item 0: key "title", values "alpha beta", key "year", value "1995"; empty values dropped.
+    assert sents[0].ids == (t, a, b, y, n95)
+    assert sents[0].types == (KEY_TYPE, VALUE_TYPE, VALUE_TYPE, KEY_TYPE, VALUE_TYPE)
+    assert sents[1].ids == (t, g)
+
+    ids, types, positions = sequence_tokens([0, 1], sents, cls_id=1, max_tokens=64, max_items=50)
+    # History oldest-first [0, 1] -> [CLS], item 1 (most recent, position 1), item 0 (position 2).
+    assert ids == [1, t, g, t, a, b, y, n95]
+    assert types == [CLS_TYPE, KEY_TYPE, VALUE_TYPE, KEY_TYPE, VALUE_TYPE, VALUE_TYPE, KEY_TYPE,
+                     VALUE_TYPE]
+    assert positions == [0, 1, 1, 2, 2, 2, 2, 2]
+
+    batch = collate([(ids, types, positions), ([1], [CLS_TYPE], [0])], pad_id=0, item_pad=51)
+    assert batch.input_ids[1].tolist() == [1] + [0] * 7
+    assert batch.token_types[1].tolist() == [CLS_TYPE] + [PAD_TYPE] * 7
+    assert batch.item_positions[1].tolist() == [0] + [51] * 7
+    assert batch.attention_mask.sum(dim=1).tolist() == [8, 1]
+
+
+def test_truncation_cuts_the_oldest_items_and_attributes_at_their_limit():
+    tok = WordTokenizer()
+    attrs = [{"title": "one two three four"}, {"title": "five"}, {"title": "six"}]
+    sents = item_sentences(attrs, tok, attr_max_tokens=2)
+    assert len(sents[0].ids) == 3  # key + the first 2 of 4 value tokens
+    # Budget 6 = [CLS] + 2 + 2 tokens: items 2 and 1 fit, the oldest (item 0, 3 tokens) is cut.
+    ids, _, positions = sequence_tokens([0, 1, 2], sents, cls_id=1, max_tokens=6, max_items=50)
+    assert ids == [1, tok.vocab["title"], tok.vocab["six"], tok.vocab["title"], tok.vocab["five"]]
+    assert positions == [0, 1, 1, 2, 2]
+    # max_items keeps only the most recent items as well.
+    ids, _, _ = sequence_tokens([0, 1, 2], sents, cls_id=1, max_tokens=64, max_items=1)
+    assert ids == [1, tok.vocab["title"], tok.vocab["six"]]
+
+
+def _adapter(attrs: list[dict[str, str]], **overrides) -> Recformer:
+    adapter = Recformer(Recformer.Config(**overrides))
+    adapter.setup(tiny_bert(), WordTokenizer(), attrs)
+    return adapter
+
+
+def test_cold_item_is_scored_and_identical_texts_score_identically():
+    attrs = [{"title": f"movie {w}", "genres": g} for w, g in
+             [("red", "drama"), ("blue", "comedy"), ("green", "drama"), ("red", "drama")]]
+    adapter = _adapter(attrs)
+    # Item 2 never appears in any history (a cold item); items 0 and 3 share their text.
+    adapter.item_matrix = adapter.encode_items()
+    scores = adapter.score(UserBatch(np.array([0, 1, 2]),
+                                     [np.array([0, 1]), np.array([1]), np.array([], dtype=int)]))
+    assert scores.shape == (3, 4)
+    assert torch.isfinite(scores).all()
+    assert torch.equal(scores[:, 0], scores[:, 3])
+    assert not torch.equal(scores[:, 0], scores[:, 2])
+
+
+def _smoke_data(tmp_path, n_users: int = 40):
+    """The project's smoke data (users walk a cycle over 30 movies), split leave-one-out."""
+    from conftest import synthetic_rows, write_atomic
+
+    from benchmark.data import Preprocessing, load_atomic
+    from benchmark.splits import make_split
+
+    rows, items = synthetic_rows(n_users=n_users)
+    dataset = load_atomic(write_atomic(tmp_path / "smoke", "smoke", rows, items), "smoke",
+                          Preprocessing())
+    split = make_split(dataset, "loo")
+    train = TrainData(dataset.n_items, split.train, dataset.catalog, split.item_counts())
+    return train, split.valid
+
+
+def test_finetuning_improves_validation_ndcg_over_the_zero_shot_model(tmp_path, monkeypatch):
+    train, valid = _smoke_data(tmp_path, n_users=24)
+    monkeypatch.setattr(recformer_module, "load_backbone", lambda name: (tiny_bert(),
+                                                                         WordTokenizer()))
+    config = Recformer.Config(max_tokens=40, pretrain_epochs=1, pretrain_batch_size=8,
+                              batch_size=8, finetune_lr=2e-3, pairs_per_user=4, stage1_epochs=3,
+                              stage2_epochs=1, patience=3)
+    adapter = Recformer(config)
+    ctx = RunContext(seed=0, profile="smoke", device="cpu", cache=Cache(tmp_path), dataset_name="x",
+                     protocol="loo", catalog_hash="c", train_hash="t", show_progress=False)
+
+    def validate() -> float:
+        ranks = evaluate(adapter, valid, train.n_items).ranks
+        return float(metric_values(ranks)["NDCG@10"].mean())
+
+    adapter.fit(train, validate, ctx)
+    info = adapter.diagnostics()["finetune"]
+    assert info["best_valid_ndcg10"] > info["zero_shot_valid_ndcg10"] + 0.1
+    assert validate() == pytest.approx(info["best_valid_ndcg10"])  # the best state is restored
+
+    # A second fit with the same keys loads both checkpoints instead of training.
+    calls = []
+    again = Recformer(config)
+    again.fit(train, lambda: calls.append(1) or 0.0, ctx)
+    assert calls == []
+    assert torch.equal(again.item_matrix, adapter.item_matrix)
+
+
+def test_zero_shot_variant_shares_the_pretraining_checkpoint(tmp_path, monkeypatch):
+    train, _ = _smoke_data(tmp_path, n_users=8)
+    monkeypatch.setattr(recformer_module, "load_backbone", lambda name: (tiny_bert(),
+                                                                         WordTokenizer()))
+    ctx = RunContext(seed=0, profile="smoke", device="cpu", cache=Cache(tmp_path), dataset_name="x",
+                     protocol="loo", catalog_hash="c", train_hash="t", show_progress=False)
+    zero = Recformer(Recformer.Config(finetune=False, max_tokens=40))
+    zero.fit(train, lambda: pytest.fail("zero-shot must not validate"), ctx)
+    assert ctx.stop_reason == "zero_shot"
+    assert len(list((tmp_path / "recformer_pretrain").iterdir())) == 1
+    # Finetuning-only keys do not change the pretraining key: no second checkpoint.
+    full = Recformer(Recformer.Config(finetune=True, max_tokens=40, stage1_epochs=1,
+                                      stage2_epochs=0))
+    full.fit(train, lambda: 0.0, ctx)
+    assert len(list((tmp_path / "recformer_pretrain").iterdir())) == 1
+
+
+@pytest.mark.slow
+def test_packaged_minilm_encodes_items_like_a_sentence_encoder():
+    from benchmark.recformer_model import PACKAGED_MINILM, load_backbone
+
+    backbone, tokenizer = load_backbone(PACKAGED_MINILM)
+    attrs = [{"title": "Toy Story", "genres": "Animation, Comedy"},
+             {"title": "Toy Story 2", "genres": "Animation, Comedy"},
+             {"title": "Schindler's List", "genres": "Drama, War"}]
+    adapter = Recformer(Recformer.Config())
+    adapter.setup(backbone, tokenizer, attrs)
+    items = adapter.encode_items()
+    assert items.shape == (3, 384)
+    sims = items @ items.T
+    assert sims[0, 1] > sims[0, 2]  # the pretrained encoder's knowledge survives the widening
