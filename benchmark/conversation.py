@@ -47,6 +47,10 @@ def _fitted(args: argparse.Namespace):
         cache_dir=args.cache_dir, show_progress=not args.no_progress,
     )
     settings = runner.harness_settings(args.profile)
+    if settings.threads:
+        import torch
+
+        torch.set_num_threads(settings.threads)
     dataset, split = runner.prepare(req, settings)
     adapter, _, _ = runner.fit_adapter(req, settings, dataset, split)
     return adapter, dataset, split
