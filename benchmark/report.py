@@ -299,6 +299,37 @@ def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def _steerability(found: dict) -> list[str]:
+    """Methods that can be steered in words report `steerability` and `roundtrip_after_*`."""
+    lines: list[str] = []
+    for (dataset, protocol), methods in sorted(found.items()):
+        for name, runs in sorted(methods.items()):
+            diag = runs.results[0].get("diagnostics") or {}
+            steer = diag.get("steerability")
+            if not isinstance(steer, dict) or not steer.get("genres"):
+                continue
+            rows = [[genre, _fmt(v.get("unsteered")), _fmt(v.get("steered")),
+                     f"{v.get('lift', 0):+.3f}"] for genre, v in steer["genres"].items()]
+            rows.append(["mean", _fmt(steer.get("mean_unsteered")),
+                         _fmt(steer.get("mean_steered")),
+                         f"{(steer.get('mean_steered') or 0) - (steer.get('mean_unsteered') or 0):+.3f}"])
+            lines += [f"### {name} — {dataset} {protocol}", "",
+                      f"Share of the top-{steer.get('top', 10)} items that carry the requested "
+                      f"genre, for {steer.get('users')} seeded test users, request template "
+                      f"`{steer.get('template')}`, against the same users' unsteered lists.", "",
+                      tabulate(rows, ["genre", "unsteered", "steered", "lift"], tablefmt="pipe",
+                                disable_numparse=True), ""]
+            trips = [(k.removeprefix("roundtrip_after_"), v) for k, v in diag.items()
+                     if k.startswith("roundtrip_after_") and isinstance(v, dict)]
+            if trips:
+                rows = [[stage, v.get("items"), _fmt(v.get("title_to_sid"), 3),
+                         _fmt(v.get("sid_to_title"), 3)] for stage, v in trips]
+                lines += ["Title <-> semantic-ID round trip (exact match on a fixed item sample):",
+                          "", tabulate(rows, ["after", "items", "title -> SID", "SID -> title"],
+                                       tablefmt="pipe", disable_numparse=True), ""]
+    return (["## Steerability", ""] + lines) if lines else []
+
+
 def _diagnostics(found: dict) -> list[str]:
     lines = ["## Diagnostics", "",
              "What each method reports about itself (first seed), as written in its result JSON.",
@@ -359,6 +390,7 @@ def write_report(results_dir: Path, output: Path | None = None) -> Path:
     for (dataset, protocol), methods in sorted(found.items(), key=lambda kv: (kv[0][0], kv[0][1] != "loo")):
         lines += _section(dataset, protocol, methods, results_dir, output.parent,
                           settings.reference, settings.fallback_reference, 1000)
+    lines += _steerability(found)
     lines += _diagnostics(found)
     lines += _run_table(found)
     atomic_write_text(output, "\n".join(lines).rstrip() + "\n")
