@@ -28,7 +28,7 @@ Default-profile scale-downs (2-core CPU; the paper profile keeps the paper's siz
 - Measured (ML-100K, both protocols, recformer then recformer_zeroshot, 2 threads, idle 2-core
   CPU): 4.0 minutes wall for all four runs (fit 113 s loo / 104 s cold_item, inference ~5 s
   each); the same code with four other training jobs on the cores took 47.5 minutes and gave
-  identical ranks. Per protocol: pretraining 943 pairs, finetuning 2 x 943 pairs, 3 validation
+  the same metrics to four decimals. Per protocol: pretraining 943 pairs, finetuning 2 x 943 pairs, 3 validation
   passes, 2 catalogue encodings, 1 test pass. The budget (15 minutes) leaves room for more
   epochs; choose them on validation.
 """
