@@ -24,7 +24,7 @@ from benchmark.adapter import AdapterBase, RunContext, TrainData, UserBatch
 class ItemKNN(AdapterBase):
     @dataclass
     class Config:
-        neighbour_grid: list[int] = field(default_factory=lambda: [20, 50, 100, 200, 400])
+        neighbour_grid: list[int] = field(default_factory=lambda: [20, 50, 100, 200, 400, 800, 1600])
         shrink: float = 10.0
 
     def fit(self, train: TrainData, validate: Callable[[], float], ctx: RunContext) -> None:
