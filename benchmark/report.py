@@ -206,6 +206,7 @@ def _section(dataset: str, protocol: str, methods: dict[str, MethodRuns], result
             plot_data.setdefault(label, {})[name] = (float(v.mean()), lo, hi)
         slice_rows.append(row)
     lines += [tabulate(slice_rows, slice_headers, tablefmt="pipe", disable_numparse=True), ""]
+    lines += _cold_depth(methods, order, table0, reference)
     # Significance details
     if reference:
         lines += [f"### Paired tests against {reference} ({HEADLINE}, Holm within each slice)", ""]
@@ -233,6 +234,37 @@ def _section(dataset: str, protocol: str, methods: dict[str, MethodRuns], result
         if p:
             lines += [f"![{p.stem}]({os.path.relpath(p, report_dir)})", ""]
     return lines
+
+
+def _cold_depth(methods: dict[str, MethodRuns], order: list[str], table0: pd.DataFrame,
+                reference: str | None) -> list[str]:
+    """Where the cold targets land, beyond the top 10: a cold item a method cannot score sits
+    near the bottom of the catalogue, one it scores from text or codes moves up even when it
+    misses the top 10 (the random row is the chance level)."""
+    if "cold_item" not in table0 or table0["cold_item"].isna().all() or reference is None:
+        return []
+    mask = (table0["cold_item"].astype(str) == "True").to_numpy()
+    if not mask.any():
+        return []
+    ranks = {name: np.mean([ranks_from_table(t)[mask] for t in methods[name].tables], axis=0)
+             for name in order}
+    # Paired test on the full rank (score methods only: a list method has no rank past K).
+    scored = {n: -r for n, r in ranks.items() if methods[n].list_length is None}
+    tests = compare_to_reference(scored, reference) if reference in scored else {}
+    rows = []
+    for name in order:
+        r, k = ranks[name], methods[name].list_length
+        median = float(np.median(r))
+        t = tests.get(name)
+        rows.append([name, _fmt(float((r <= 20).mean()), 3),
+                     "n/a" if k is not None and k < 100 else _fmt(float((r <= 100).mean()), 3),
+                     f"> {k}" if not np.isfinite(median) else f"{median:.0f}",
+                     f"{-t['mean_diff']:+.0f}" if t else "", f"{t['wilcoxon_p_holm']:.3g}" if t else ""])
+    return [f"### Cold targets in depth (n={int(mask.sum())}; rank among all candidates)", "",
+            f"Mean rank change against {reference or 'the reference'} and its Wilcoxon p "
+            "(Holm) are for score methods, whose every rank is known.", "",
+            tabulate(rows, ["method", "HR@20", "HR@100", "median rank", "mean rank Δ vs ref (- = higher)",
+                            "Wilcoxon p (Holm)"], tablefmt="pipe", disable_numparse=True), ""]
 
 
 def _plot_overall(path: Path, data: dict[str, tuple[float, float, float]], title: str) -> Path | None:

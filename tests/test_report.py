@@ -13,3 +13,27 @@ def test_steerability_table_is_rendered_from_diagnostics():
     assert "## Steerability" in text and "| Drama   | 0.5000      | 0.7500    | +0.250 |" in text
     assert "| stage1  | 200     | 0.100" in text
     assert _steerability({("d", "loo"): {"x": MethodRuns("x", results=[{"diagnostics": {}}])}}) == []
+
+
+def test_cold_depth_table_gives_ranks_of_cold_targets_only():
+    import pandas as pd
+
+    from benchmark.report import _cold_depth
+
+    def runs(name, ranks, list_length=None):
+        table = pd.DataFrame({"user_id": ["a", "b", "c", "d"], "rank": ranks,
+                              "cold_item": [True, True, True, False]})
+        return MethodRuns(name, results=[{"list_length": list_length}], tables=[table])
+
+    methods = {"ref": runs("ref", [900, 1000, 1100, 1]),
+               "text": runs("text", [10, 150, 300, 1]),   # better on every cold target
+               "gen": runs("gen", [3, None, None, 1], list_length=20)}
+    table0 = methods["ref"].tables[0]
+    text = "\n".join(_cold_depth(methods, ["text", "ref", "gen"], table0, "ref"))
+    assert "(n=3;" in text
+    # text: HR@20 = 1/3, HR@100 = 1/3, median 150, mean rank change (153.3 - 1000) = -847
+    assert "| text     | 0.333   | 0.333    | 150           | -847" in text
+    # gen: a top-20 list; two of three cold targets missed -> median beyond the list, no HR@100
+    assert "| gen      | 0.333   | n/a      | > 20          |" in text
+    table0_warm = table0.assign(cold_item=[None] * 4)
+    assert _cold_depth(methods, ["ref"], table0_warm, "ref") == []
