@@ -70,8 +70,9 @@ class SIDLLM(AdapterBase):
         patience: int = 2
         beam_width: int = 20  # at least the harness's K
         eval_batch: int = 32
-        steer_users: int = 50  # users of the steerability measurement (0 = off; paper: 200)
+        steer_users: int = 200  # seeded users of the steerability measurement (0 = off)
         steer_genres: int = 5
+        steer_beam_width: int = 10  # its lists are top-10s: a narrower beam halves its cost
         # Protocols whose run measures steerability and the stage-2 round trip / invalid rate
         # (each costs beam searches; they describe the model, not the protocol).
         diagnostic_protocols: list[str] = field(default_factory=lambda: ["loo"])
@@ -237,9 +238,11 @@ class SIDLLM(AdapterBase):
         return torch.as_tensor(self.recommend_ids(list(users.histories), None, k))
 
     def recommend_ids(self, histories: list[np.ndarray], requests: list[str | None] | None,
-                      k: int) -> np.ndarray:
-        """Top-k per history (history items excluded inside the decoder), in mini-batches."""
+                      k: int, width: int | None = None) -> np.ndarray:
+        """Top-k per history (history items excluded inside the decoder), in mini-batches;
+        the beam is ``max(width, k)`` wide (``width`` defaults to ``beam_width``)."""
         requests = requests or [None] * len(histories)
+        width = max(self.config.beam_width if width is None else width, k)
         out = []
         for lo in range(0, len(histories), self.config.eval_batch):
             hs = histories[lo:lo + self.config.eval_batch]
@@ -247,7 +250,7 @@ class SIDLLM(AdapterBase):
                        for h, r in zip(hs, requests[lo:lo + self.config.eval_batch])]
             items, _ = constrained_beam_search(
                 self.model, prompts, hs, self.trie, self.vocab,
-                width=max(self.config.beam_width, k), k=k, pad=self.pad)
+                width=width, k=k, pad=self.pad)
             out.append(items)
         return np.concatenate(out) if out else np.zeros((0, k), dtype=np.int64)
 

@@ -96,13 +96,16 @@ def steerability(adapter: Any, sequences: list[np.ndarray], seed: int, top: int 
         valid = lists >= 0
         return float((has[g][lists] & valid).sum() / max(int(valid.sum()), 1))
 
-    plain = adapter.recommend_ids(hs, None, top)
+    width = cfg.steer_beam_width
+    plain = adapter.recommend_ids(hs, None, top, width)
     table = {}
     for g in genres:
-        steered = adapter.recommend_ids(hs, [cfg.steer_template.format(genre=g)] * len(hs), top)
+        steered = adapter.recommend_ids(hs, [cfg.steer_template.format(genre=g)] * len(hs), top,
+                                        width)
         table[g] = {"unsteered": share(plain, g), "steered": share(steered, g)}
         table[g]["lift"] = table[g]["steered"] - table[g]["unsteered"]
-    return {"users": len(picks), "top": top, "template": cfg.steer_template, "genres": table,
+    return {"users": len(picks), "top": top, "beam_width": max(width, top),
+            "template": cfg.steer_template, "genres": table,
             "mean_unsteered": float(np.mean([v["unsteered"] for v in table.values()])),
             "mean_steered": float(np.mean([v["steered"] for v in table.values()]))}
 
