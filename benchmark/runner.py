@@ -178,7 +178,10 @@ def _git_commit() -> str | None:
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=registry.REPO_ROOT,
                              capture_output=True, text=True, timeout=5)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+        # Dirty = uncommitted changes to anything but the run's own outputs (results/ and
+        # REPORT.md change as a multi-method run goes, and say nothing about the code).
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--",
+                                ".", ":(exclude)results", ":(exclude)REPORT.md"],
                                cwd=registry.REPO_ROOT, capture_output=True, text=True, timeout=5)
         if out.returncode == 0:
             return out.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
