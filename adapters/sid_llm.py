@@ -51,8 +51,8 @@ class SIDLLM(AdapterBase):
         history_items: int = 5  # last items of the history in the prompt (paper: 20)
         max_len: int = 192  # tokens per training sequence (oldest history tokens dropped)
         init_noise: float = 0.02  # new rows = mean + noise * std * N(0, 1)
-        stage1_steps: int = 30
-        stage1_lr: float = 1e-3
+        stage1_steps: int = 90
+        stage1_lr: float = 2e-2  # new rows only: 1e-3 barely moves them (stage-1 loss probe)
         stage1_batch: int = 16
         finetune: Literal["lora", "full"] = "lora"
         lora_r: int = 16
@@ -60,7 +60,7 @@ class SIDLLM(AdapterBase):
         lora_targets: list[str] = field(
             default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
                                      "up_proj", "down_proj"])
-        stage2_steps: int = 30
+        stage2_steps: int = 60
         stage2_lr: float = 5e-4
         stage2_batch: int = 8
         alignment_share: float = 0.2  # share of stage-2 examples that are stage-1 tasks
