@@ -12,13 +12,14 @@ vocabulary extension and the constrained decoder.
   IDs, with each user's history items removed from the trie, so every emitted ID is a real,
   unseen item at full length (disambiguation code included). Scores are the log-probability
   renormalised over the *allowed* continuations at each level (the usual constrained-decoding
-  choice): a step with a single allowed child costs nothing and needs no forward pass, which on
-  ML-100K skips most of the work at the deeper levels.
+  choice), so a step with a single allowed child costs nothing. All beams of a user share the
+  prompt's KV cache (tree attention with a 4-D mask), each code is fed once, and only the code
+  tokens of the current level are scored: on a 2-core CPU this ranks 3x faster than per-beam
+  caches with the full LM head, with identical lists.
 """
 
 from __future__ import annotations
 
-import copy
 import inspect
 import re
 import time
@@ -192,9 +193,13 @@ ALIGNMENT_TASKS = ("sid_to_title", "title_to_sid", "sid_to_attributes")
 # --------------------------------------------------------------------------- model calls
 
 
+def _base(model: Any) -> Any:
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
 def _cache_kw(model: Any) -> str:
     """transformers 5.2x renamed ``past_key_values`` to ``cache``; accept either."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    base = _base(model)
     return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
 
 
@@ -344,6 +349,23 @@ class SIDTrie:
         return masks
 
 
+def level_heads(model: Any, vocab: SIDVocab) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
+    """Per level, the output-layer rows (and bias) of that level's code tokens.
+
+    Decoding only ever compares code tokens of one level, so scoring them against these rows
+    instead of the whole LM head (a fifth of SmolLM2's compute per position) gives the same
+    logits at a fraction of the cost. Under a peft ``TrainableTokensWrapper`` (the tied head
+    when the new rows are trained), ``.weight`` is the base weight with the trained rows merged.
+    """
+    head = _base(model).get_output_embeddings()
+    weight, bias = head.weight, getattr(head, "bias", None)  # peft's wrapper merges on access
+    out = []
+    for ids in vocab.level_token_ids:
+        ids = ids.to(weight.device)
+        out.append((weight[ids], None if bias is None else bias[ids]))
+    return out
+
+
 @torch.no_grad()
 def constrained_beam_search(model: Any, prompts: list[list[int]], excluded: list[np.ndarray],
                             trie: SIDTrie, vocab: SIDVocab, *, width: int, k: int, pad: int
@@ -354,15 +376,26 @@ def constrained_beam_search(model: Any, prompts: list[list[int]], excluded: list
     among the continuations that still lead to an item not in ``excluded`` (the user's
     history). Deterministic: no sampling; ties go to the lower code.
     Returns (items [B, k], log-probabilities [B, k]).
+
+    All beams of a prompt share one KV cache (tree attention): each level feeds one token per
+    beam, the code it chose at the level before, and a 4-D attention mask lets that token see
+    the prompt, its own ancestors' tokens and itself. So the prompt's keys are never copied per
+    beam and no code is fed twice. At the last level only beams with more than one allowed
+    child are fed (on ML-100K the disambiguation level is almost always a single child).
     """
     dev = next(model.parameters()).device
     n_items, b, width = len(trie.codes), len(prompts), max(width, k)
+    decoder = _base(model).get_decoder()
+    kw = _cache_kw(decoder)
+    heads = level_heads(model, vocab)
     ids, mask = left_pad([p + [vocab.start_id] for p in prompts], pad)
     ids, mask = ids.to(dev), mask.to(dev)
-    out = model(input_ids=ids, attention_mask=mask, position_ids=positions(mask),
-                use_cache=True, logits_to_keep=1)
-    cache, kw = _out_cache(out), _cache_kw(model)
+    out = decoder(input_ids=ids, attention_mask=mask, position_ids=positions(mask),
+                  use_cache=True)
+    cache, hidden = _out_cache(out), out.last_hidden_state[:, -1:]  # [B, 1, H]
     last_pos = positions(mask)[:, -1]
+    dtype = hidden.dtype
+    prompt_len = ids.shape[1]
     masks = []
     for row in range(b):
         alive = np.ones(n_items, dtype=bool)
@@ -370,30 +403,49 @@ def constrained_beam_search(model: Any, prompts: list[list[int]], excluded: list
         masks.append(trie.allowed(alive))
     node = torch.zeros(b, 1, dtype=torch.long)
     score = torch.zeros(b, 1)
-    toks = torch.zeros(b, 1, 0, dtype=torch.long)
+    chosen = torch.zeros(b, 1, dtype=torch.long)  # token id each beam chose at the last level
+    ancestors = torch.zeros(b, 1, 0, dtype=torch.long, device=dev)  # cache columns of its codes
+    n_levels = len(trie.sizes)
     for lv, size in enumerate(trie.sizes):
-        level_ids = vocab.level_token_ids[lv]
         flat = torch.stack([m[lv] for m in masks])  # [B, n_nodes * size]
         keys = node.clamp(min=0)[..., None] * size + torch.arange(size)
         allowed = torch.gather(flat, 1, keys.reshape(b, -1)).reshape(keys.shape)
         allowed &= torch.isfinite(score)[..., None] & (node >= 0)[..., None]
-        logits = torch.zeros(allowed.shape)
-        if lv == 0:
-            logits = out.logits[:, -1][:, level_ids.to(dev)].float().cpu()[:, None, :]
-        else:
-            rows = (allowed.sum(-1) > 1).nonzero()  # beams with a real choice to score
-            if len(rows):
-                users = rows[:, 0].to(dev)
-                sub = copy.copy(cache)
-                sub.layers = [copy.copy(layer) for layer in cache.layers]
-                sub.batch_select_indices(users)
-                steps = toks[rows[:, 0], rows[:, 1]].to(dev)  # [R, lv] codes chosen so far
-                sub_mask = torch.cat([mask[users], torch.ones_like(steps)], dim=1)
-                sub_pos = last_pos[users, None] + 1 + torch.arange(lv, device=dev)
-                res = model(input_ids=steps, attention_mask=sub_mask, position_ids=sub_pos,
-                            use_cache=True, logits_to_keep=1, **{kw: sub})
-                logits[rows[:, 0], rows[:, 1]] = res.logits[:, -1][:, level_ids.to(dev)].float().cpu()
-        logits = logits.masked_fill(~allowed, -torch.inf)
+        if lv > 0:
+            # Feed each beam's previous code; at the last level only beams with a choice.
+            need = torch.ones(score.shape, dtype=torch.bool)
+            if lv == n_levels - 1:
+                need = allowed.sum(-1) > 1
+            order = torch.argsort((~need).to(torch.int8), dim=1, stable=True)
+            n_q = int(need.sum(1).max())
+            hidden = torch.zeros(b, score.shape[1], hidden.shape[-1], dtype=dtype, device=dev)
+            if n_q:
+                sel = order[:, :n_q]  # [B, Q] beams fed, needed ones first
+                real = torch.gather(need, 1, sel)
+                kv_len = cache.get_seq_length() + n_q
+                own = cache.get_seq_length() + torch.arange(n_q, device=dev)
+                seen = torch.zeros(b, n_q, kv_len, dtype=torch.bool, device=dev)
+                seen[:, :, :prompt_len] = mask[:, None, :].bool()
+                anc = torch.gather(ancestors, 1, sel.to(dev)[..., None].expand(
+                    -1, -1, ancestors.shape[2]))
+                seen.scatter_(2, anc, True)
+                seen[:, torch.arange(n_q), own] = True
+                attn = torch.zeros(seen.shape, dtype=dtype, device=dev).masked_fill(
+                    ~seen, torch.finfo(dtype).min)[:, None]
+                res = decoder(input_ids=torch.gather(chosen, 1, sel).to(dev),
+                              attention_mask=attn, position_ids=(last_pos + lv)[:, None].expand(
+                                  -1, n_q), use_cache=True, **{kw: cache})
+                cache = _out_cache(res)
+                rows = real.nonzero()
+                hidden[rows[:, 0], sel[rows[:, 0], rows[:, 1]]] = \
+                    res.last_hidden_state[rows[:, 0], rows[:, 1]]
+                if lv < n_levels - 1:  # every beam was fed: remember where its code lies
+                    col = torch.empty(score.shape, dtype=torch.long, device=dev)
+                    col.scatter_(1, sel.to(dev), own[None].expand(b, -1))
+                    ancestors = torch.cat([ancestors, col[..., None]], dim=2)
+        weight, bias = heads[lv]
+        logits = (hidden @ weight.T + (0 if bias is None else bias)).float().cpu()
+        logits = logits.expand(b, score.shape[1], size).masked_fill(~allowed, -torch.inf)
         logp = torch.log_softmax(logits, dim=-1)
         logp = torch.where(allowed, logp, torch.full_like(logp, -torch.inf))
         cand = (score[..., None] + logp).reshape(b, -1)
@@ -403,8 +455,9 @@ def constrained_beam_search(model: Any, prompts: list[list[int]], excluded: list
         child = torch.from_numpy(trie.child[lv])[(parent_node.clamp(min=0) * size + code)]
         score = top.values
         node = torch.where(torch.isfinite(score), child, torch.full_like(child, -1))
-        chosen = level_ids[code]
-        toks = torch.cat([toks[torch.arange(b)[:, None], parent], chosen[..., None]], dim=2)
+        chosen = vocab.level_token_ids[lv][code]
+        ancestors = torch.gather(ancestors, 1, parent.to(dev)[..., None].expand(
+            -1, -1, ancestors.shape[2]))
     items = node[:, :k].numpy().copy()
     scores = score[:, :k].numpy().copy()
     items[~np.isfinite(scores)] = -1

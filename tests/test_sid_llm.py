@@ -102,6 +102,56 @@ def test_constrained_decoding_with_a_single_branch_and_exhausted_trie(tiny):
     assert items[1].tolist() == [-1, -1, -1, -1]  # everything seen: nothing to recommend
 
 
+def _exhaustive(model, prompt, excluded, codes, vocab):
+    """Every unseen item's constrained log-probability from one plain forward pass each:
+    at each level, log-softmax over the codes that still lead to an unseen item."""
+    alive = np.setdiff1d(np.arange(len(codes)), excluded)
+    out = {}
+    for i in alive:
+        codes_i = codes[i]
+        seq = prompt + [vocab.start_id] + [int(vocab.level_token_ids[lv][c])
+                                           for lv, c in enumerate(codes_i[:-1])]
+        with torch.no_grad():
+            logits = model(torch.tensor([seq])).logits[0, -len(codes_i):].float()
+        total = 0.0
+        for lv, c in enumerate(codes_i):
+            same = alive[(codes[alive, :lv] == codes_i[:lv]).all(1)]
+            allowed = np.unique(codes[same, lv])
+            lp = torch.log_softmax(logits[lv, vocab.level_token_ids[lv][allowed]], dim=-1)
+            total += float(lp[np.searchsorted(allowed, c)])
+        out[int(i)] = total
+    return out
+
+
+def test_tree_beam_search_is_exact_when_the_beam_holds_every_item(tiny):
+    """A beam as wide as the catalogue makes beam search exhaustive, so its lists and scores
+    must equal plain teacher-forced scoring: this pins the shared-cache tree attention (masks,
+    positions, left padding), the level-restricted head and the last-level skipping, on a peft
+    model whose LoRA and trained token rows are not at their (no-op) initial values."""
+    from peft import LoraConfig, get_peft_model
+
+    model, tok, vocab = tiny
+    peft_model = get_peft_model(model, LoraConfig(
+        r=4, target_modules=["q_proj", "v_proj", "up_proj"],
+        trainable_token_indices={"embed_tokens": vocab.new_ids}))
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for name, p in peft_model.named_parameters():
+            if "lora_B" in name or "trainable_tokens_delta" in name:
+                p.add_(0.5 * torch.randn_like(p))
+    peft_model.eval()
+    prompts = [[5, 6, 7, 8, 9, 10], [11], [12, 13, 14]]
+    excluded = [np.array([0, 1, 2, 3, 4]), np.zeros(0, np.int64), np.arange(0, 40, 3)]
+    trie = SIDTrie(vocab.codes, vocab.level_sizes)
+    items, scores = constrained_beam_search(peft_model, prompts, excluded, trie, vocab,
+                                            width=64, k=10, pad=tok.pad_token_id)
+    for row, (prompt, ex) in enumerate(zip(prompts, excluded)):
+        exact = _exhaustive(peft_model, prompt, ex, vocab.codes, vocab)
+        best = sorted(exact, key=lambda i: -exact[i])[:10]
+        assert items[row].tolist() == best
+        np.testing.assert_allclose(scores[row], [exact[i] for i in best], atol=1e-4)
+
+
 # --------------------------------------------------------------------------- the adapter
 
 
