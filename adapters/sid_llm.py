@@ -38,7 +38,7 @@ from benchmark.sid_llm_core import (
     train_steps,
 )
 
-VERSION = 1
+VERSION = 2  # 2: LoRA's initial weights seeded by the run's seed (were the RNG's leftover state)
 
 
 @register("sid_llm")
@@ -97,6 +97,7 @@ class SIDLLM(AdapterBase):
         self.trie = SIDTrie(codes, level_sizes)
         self.prompter = Prompter(self.tok, self.vocab, self.catalog, cfg.history_items)
         self.pad = self.tok.pad_token_id
+        torch.manual_seed(ctx.seed)  # LoRA's initial weights: the same whatever ran before
         self.model = self._wrap_peft(self.model)
         self._diag: dict[str, Any] = {"semantic_id_levels": level_sizes}
         progress = _progress(ctx.show_progress)

@@ -133,11 +133,14 @@ def _rqvae_codes(x: np.ndarray, cfg: SemanticIDConfig, device: str,
     # Float sums depend on the thread count, and 200 epochs amplify that into different codes
     # (measured: 2 threads vs 1 changed 99.9% of ML-100K's IDs). On CPU the build therefore
     # runs on one thread, so the same text and config give the same IDs on any machine.
+    # It seeds torch's global RNG for itself and gives the caller's state back afterwards, so a
+    # method's own initialisation does not depend on whether the IDs came from the cache.
     threads = torch.get_num_threads()
     if device == "cpu":
         torch.set_num_threads(1)
     try:
-        return _train_rqvae(x, cfg, device, show_progress)
+        with torch.random.fork_rng(devices=[] if device == "cpu" else None):
+            return _train_rqvae(x, cfg, device, show_progress)
     finally:
         torch.set_num_threads(threads)
 

@@ -63,6 +63,18 @@ def test_identical_input_gives_identical_ids(method):
     np.testing.assert_array_equal(a.codes, b.codes)
 
 
+def test_building_ids_leaves_the_callers_torch_rng_alone():
+    """A method that builds IDs on a cache miss must initialise exactly as on a cache hit."""
+    import torch
+
+    x, _ = clustered_embeddings()
+    torch.manual_seed(11)
+    expected = torch.rand(3)
+    torch.manual_seed(11)
+    semantic_ids_from_embeddings(x, small_config())
+    assert torch.equal(torch.rand(3), expected)
+
+
 def test_disambiguation_numbers_items_within_each_collision_group_in_item_order():
     codes = np.array([[1, 2], [0, 0], [1, 2], [1, 2], [0, 1]])
     out = add_disambiguation(codes)

@@ -237,6 +237,27 @@ def test_stage1_trains_only_new_rows_and_checkpoints_are_reused(random_sids, tmp
     assert torch.equal(first, second)
 
 
+def test_training_does_not_depend_on_the_global_rng_state_left_by_earlier_work(random_sids,
+                                                                                 tmp_path):
+    """Whatever ran before fit (e.g. a semantic-ID build on a cache miss) must not change the
+    model: the same seed gives the same trained weights either way."""
+    train, cfg = pattern_data(), tiny_config(stage2_steps=2)
+    states = []
+    for run, draws in enumerate([0, 1000]):
+        torch.manual_seed(0)
+        torch.rand(draws)  # earlier work consumed the RNG (or did not)
+        ctx = RunContext(seed=0, profile="smoke", device="cpu",
+                         cache=Cache(tmp_path / f"cache{run}"), dataset_name="tiny",
+                         protocol="loo", catalog_hash="cat", train_hash="train",
+                         show_progress=False)
+        adapter = SIDLLM(cfg)
+        adapter.fit(train, lambda: 0.0, ctx)
+        states.append(adapter._trainable_state())
+    assert states[0].keys() == states[1].keys() and any("lora_A" in n for n in states[0])
+    for name in states[0]:
+        assert torch.equal(states[0][name], states[1][name]), name
+
+
 def test_validation_keeps_the_best_state_and_stops_early(random_sids, tmp_path):
     train = pattern_data()
     cfg = tiny_config(stage2_steps=12, validate_every=4, patience=1)
