@@ -429,19 +429,19 @@ def constrained_beam_search(model: Any, prompts: list[list[int]], excluded: list
                 anc = torch.gather(ancestors, 1, sel.to(dev)[..., None].expand(
                     -1, -1, ancestors.shape[2]))
                 seen.scatter_(2, anc, True)
-                seen[:, torch.arange(n_q), own] = True
+                seen[:, torch.arange(n_q, device=dev), own] = True
                 attn = torch.zeros(seen.shape, dtype=dtype, device=dev).masked_fill(
                     ~seen, torch.finfo(dtype).min)[:, None]
                 res = decoder(input_ids=torch.gather(chosen, 1, sel).to(dev),
                               attention_mask=attn, position_ids=(last_pos + lv)[:, None].expand(
                                   -1, n_q), use_cache=True, **{kw: cache})
                 cache = _out_cache(res)
-                rows = real.nonzero()
+                rows, sel = real.nonzero().to(dev), sel.to(dev)
                 hidden[rows[:, 0], sel[rows[:, 0], rows[:, 1]]] = \
                     res.last_hidden_state[rows[:, 0], rows[:, 1]]
                 if lv < n_levels - 1:  # every beam was fed: remember where its code lies
                     col = torch.empty(score.shape, dtype=torch.long, device=dev)
-                    col.scatter_(1, sel.to(dev), own[None].expand(b, -1))
+                    col.scatter_(1, sel, own[None].expand(b, -1))
                     ancestors = torch.cat([ancestors, col[..., None]], dim=2)
         weight, bias = heads[lv]
         logits = (hidden @ weight.T + (0 if bias is None else bias)).float().cpu()
