@@ -1,6 +1,6 @@
 """Recformer (Li et al., KDD 2023): items as text only, one encoder for users and items.
 
-Pipeline (model and input construction in ``benchmark/recformer_model.py``):
+Pipeline (model and input construction in ``benchmark/models/recformer.py``):
 
 1. Pretraining on the training sequences of the dataset under test (the paper pretrains on
    other Amazon categories; we have no second corpus, and validation/test targets never enter):
@@ -48,7 +48,7 @@ import torch.nn.functional as F
 
 from benchmark.adapter import AdapterBase, RunContext, TrainData, UserBatch
 from benchmark.cache import atomic_write_bytes
-from benchmark.recformer_model import (
+from benchmark.models.recformer import (
     PACKAGED_MINILM,
     EncoderInput,
     MLMHead,

@@ -1,6 +1,6 @@
 """SASRec-ID: the classic ID-based sequential recommender, our reference method.
 
-A thin adapter over the shared backbone in :mod:`benchmark.sasrec` with a plain item-ID
+A thin adapter over the shared backbone in :mod:`benchmark.models.sasrec` with a plain item-ID
 embedding table. ``sasrec_id`` trains with full softmax cross-entropy (the reference of the
 statistical tests); ``sasrec_id_bce`` is the same class with the paper's sampled binary
 cross-entropy (``loss: bce``).
@@ -16,14 +16,14 @@ import torch
 
 from benchmark.adapter import AdapterBase, RunContext, TrainData, UserBatch
 from benchmark.registry import register
-from benchmark.sasrec import IDEmbedder, SASRec, SASRecConfig, train_sasrec
+from benchmark.models.sasrec import IDEmbedder, SASRec, SASRecConfig, train_sasrec
 
 
 @register("sasrec_id")
 class SASRecID(AdapterBase):
     @dataclass
     class Config(SASRecConfig):
-        """All fields are SASRec's (see benchmark.sasrec.SASRecConfig)."""
+        """All fields are SASRec's (see benchmark.models.sasrec.SASRecConfig)."""
 
     needs = frozenset()
     output = "scores"

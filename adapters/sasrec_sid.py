@@ -1,6 +1,6 @@
 """SASRec-SID: the SASRec backbone with items represented by their semantic IDs.
 
-An item is its tuple of codes (``benchmark.semantic_ids``: L residual levels + a disambiguation
+An item is its tuple of codes (``benchmark.models.semantic_ids``: L residual levels + a disambiguation
 column). Its vector, used both as the transformer's input and as the output row the last hidden
 state is scored against (``all_items()``), is composed from code embeddings, so items that share
 codes share parameters and an item without training interactions still gets a meaningful score.
@@ -51,8 +51,8 @@ from benchmark import register
 from benchmark.adapter import AdapterBase, RunContext, TrainData, UserBatch
 from benchmark.cache import stable_hash
 from benchmark.config import build_config
-from benchmark.sasrec import SASRec, SASRecConfig, train_sasrec
-from benchmark.semantic_ids import SemanticIDConfig, SemanticIDs, build_semantic_ids
+from benchmark.models.sasrec import SASRec, SASRecConfig, train_sasrec
+from benchmark.models.semantic_ids import SemanticIDConfig, SemanticIDs, build_semantic_ids
 
 VERSION = 1
 
@@ -165,7 +165,7 @@ class SASRecSID(AdapterBase):
         unseen_rows: Literal["drop", "mean", "keep"] = "drop"
         prefix_dropout: float = 0.0  # chance an item keeps only a prefix of its ID in a step
 
-    needs = frozenset({"item_text", "semantic_ids"})
+    needs = frozenset({"item_text"})
     output = "scores"
 
     def fit(self, train: TrainData, validate: Callable[[], float], ctx: RunContext) -> None:

@@ -1,13 +1,13 @@
 """SID-LLM: a causal LM whose vocabulary holds the catalogue's semantic IDs.
 
 Items are written as ``<|sid_start|><|sid_0_a|>...<|sid_3_d|><|sid_end|>`` (semantic IDs from
-benchmark.semantic_ids). Stage 1 trains only the new token rows on catalogue alignment tasks
+benchmark.models.semantic_ids). Stage 1 trains only the new token rows on catalogue alignment tasks
 (SID -> title, title -> SID, SID -> genres/year): item text only, so it is cached by catalogue
 and shared by both protocols. Stage 2 fine-tunes on training histories -> next SID (LoRA + the
 new rows by default, full fine-tuning by config), mixed with the alignment tasks so the model
 keeps its language; a share of the examples carries a genre request taken from the target's
 catalogue labels, which is what makes the model steerable. Ranking is constrained beam search
-over the trie of valid SIDs minus the user's history (benchmark/sid_llm_core.py).
+over the trie of valid SIDs minus the user's history (benchmark/models/sid_lm.py).
 
 Deviations from the reference work (a 2-core CPU, see configs/methods/sid_llm.yaml): a 135M
 backbone instead of Qwen3-8B, LoRA instead of full fine-tuning in stage 2, a few hundred steps
@@ -25,12 +25,12 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from benchmark import sid_llm_diagnostics as diag
+from adapters import sid_llm_diagnostics as diag
 from benchmark.adapter import AdapterBase, RunContext, TrainData, UserBatch
 from benchmark.cache import atomic_write_bytes
 from benchmark.config import build_config
 from benchmark.registry import register
-from benchmark.sid_llm_core import (
+from benchmark.models.sid_lm import (
     Prompter,
     SIDTrie,
     SIDVocab,
@@ -79,13 +79,13 @@ class SIDLLM(AdapterBase):
         roundtrip_items: int = 200
         invalid_sample: int = 100  # users for the unconstrained-decoding invalid-ID rate
 
-    needs = frozenset({"item_text", "semantic_ids", "llm"})
+    needs = frozenset({"item_text"})
     output = "ranking"
 
     # ------------------------------------------------------------------ fit
 
     def fit(self, train: TrainData, validate: Callable[[], float], ctx: RunContext) -> None:
-        from benchmark.llm import load_causal_lm
+        from benchmark.models.llm import load_causal_lm
 
         cfg, self.ctx, self.train = self.config, ctx, train
         self.catalog = train.catalog
@@ -178,7 +178,7 @@ class SIDLLM(AdapterBase):
     # ------------------------------------------------------------------ data
 
     def _semantic_ids(self, train: TrainData, ctx: RunContext) -> tuple[np.ndarray, list[int]]:
-        from benchmark.semantic_ids import SemanticIDConfig, build_semantic_ids
+        from benchmark.models.semantic_ids import SemanticIDConfig, build_semantic_ids
 
         sid_cfg = build_config(SemanticIDConfig, [("semantic_ids", self.config.semantic_ids)])
         sids = build_semantic_ids(train.catalog, sid_cfg, cache=ctx.cache, device=ctx.device,

@@ -139,7 +139,7 @@ class RecBolePeer(AdapterBase):
                                 "show_progress": ctx.show_progress},
                    "threads": torch.get_num_threads()}
             run_recbole(workdir, job, show_progress=ctx.show_progress)
-        from benchmark import recbole_compat
+        from baselines import recbole_compat
 
         recbole_compat.install()
         saved = recbole_compat.load_checkpoint(result_path, ctx.device)
@@ -208,7 +208,7 @@ def _subprocess_main(workdir: Path) -> None:
     """Inside the RecBole subprocess: build the data, check the split, train, save."""
     import time
 
-    from benchmark import recbole_compat
+    from baselines import recbole_compat
 
     recbole_compat.install()
     from recbole.config import Config

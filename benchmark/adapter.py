@@ -13,9 +13,10 @@ and returns NDCG@10, which is how early stopping and model selection work.
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
@@ -25,8 +26,9 @@ if TYPE_CHECKING:  # torch is imported lazily so that `import benchmark` stays c
     from benchmark.cache import Cache
     from benchmark.data import ItemCatalog
 
-# What an adapter may declare in `needs`; the runner checks these before fitting.
-KNOWN_NEEDS = frozenset({"item_text", "semantic_ids", "text_embeddings", "llm", "id_model"})
+# What an adapter may declare in `needs`, each one acted on by the runner before fitting:
+# "item_text": the dataset must carry item text (text encoders, semantic IDs, LLM prompts).
+KNOWN_NEEDS = frozenset({"item_text"})
 
 
 @dataclass(frozen=True)
@@ -80,13 +82,12 @@ class UserBatch:
 
 @dataclass
 class RunContext:
-    """What the runner hands an adapter besides the data: seed, device, cache, reporting hooks."""
+    """What the runner hands an adapter besides the data: seed, device, cache, and the training
+    record (stop reason, examples seen, validation curve) that goes into the result JSON."""
 
     seed: int
-    profile: str
     device: str
     cache: Cache
-    dataset_name: str
     protocol: str
     # Fingerprints of the inputs: cache keys of shared artefacts are built from these, so an
     # artefact that depends on item text only (`catalog_hash`) is shared by both protocols,
@@ -95,31 +96,45 @@ class RunContext:
     train_hash: str
     show_progress: bool = True
     stop_reason: str = "not reported"
-    extra: dict[str, Any] = field(default_factory=dict)
+    examples_seen: int = 0  # training examples consumed so far (the curve's x axis)
+    # One point per validate() call: {"examples", "seconds", "valid_ndcg10"} (the runner adds
+    # them; a checkpoint loaded from the cache replays the points of its original training).
+    curve: list[dict[str, float]] = field(default_factory=list)
+    restored_seconds: float = 0.0  # training time of checkpoints loaded instead of trained
+    started: float = field(default_factory=time.perf_counter)
 
     def report_stop(self, reason: str) -> None:
         """Record why training stopped ("early_stop", "epoch_cap", "no_training", ...)."""
         self.stop_reason = reason
 
+    def count_examples(self, n: int) -> None:
+        """A training loop consumed ``n`` more examples (sequences, windows or prompts)."""
+        self.examples_seen += int(n)
 
-@runtime_checkable
-class Adapter(Protocol):
-    """What the runner calls. Implement ``score`` *or* ``rank`` (set ``output`` accordingly)."""
+    def elapsed(self) -> float:
+        """Training wall seconds so far, counting cached checkpoints at their original cost."""
+        return time.perf_counter() - self.started + self.restored_seconds
 
-    needs: ClassVar[frozenset[str]]
-    output: ClassVar[str]  # "scores" or "ranking"
+    def add_point(self, valid_ndcg10: float) -> None:
+        self.curve.append({"examples": self.examples_seen, "seconds": round(self.elapsed(), 3),
+                           "valid_ndcg10": float(valid_ndcg10)})
 
-    def fit(self, train: TrainData, validate: Callable[[], float], ctx: RunContext) -> None: ...
+    def mark(self) -> tuple[int, int, float]:
+        """Where the training record stands now; :meth:`record_since` takes it back."""
+        return len(self.curve), self.examples_seen, self.elapsed()
 
+    def record_since(self, mark: tuple[int, int, float]) -> dict[str, Any]:
+        """The part of the training record made since ``mark`` (stored with a checkpoint)."""
+        n_points, examples, seconds = mark
+        return {"curve": self.curve[n_points:], "examples": self.examples_seen - examples,
+                "seconds": self.elapsed() - seconds, "stop_reason": self.stop_reason}
 
-class ScoringAdapter(Protocol):
-    def score(self, users: UserBatch) -> torch.Tensor:  # [B, n_items], higher is better
-        ...
-
-
-class RankingAdapter(Protocol):
-    def rank(self, users: UserBatch, k: int) -> torch.Tensor:  # [B, k] item indices, -1 = none
-        ...
+    def replay(self, record: dict[str, Any]) -> None:
+        """Take over the record of a checkpoint trained earlier, as if it had trained now."""
+        self.curve.extend(record["curve"])
+        self.examples_seen += int(record["examples"])
+        self.restored_seconds += float(record["seconds"])
+        self.stop_reason = record["stop_reason"]
 
 
 class AdapterBase:

@@ -42,8 +42,8 @@ from benchmark.evaluation import (
 from benchmark.splits import PROTOCOLS, Split, make_split
 from benchmark.statistics import bootstrap_ci
 
-SCHEMA_VERSION = 1
-RUNNER_VERSION = 1  # bump when a change here alters results, to invalidate cached runs
+SCHEMA_VERSION = 2  # 2: training.curve holds {examples, seconds, valid_ndcg10} points
+RUNNER_VERSION = 2  # bump when a change here alters results, to invalidate cached runs
 DATASET_CONFIG_DIR = registry.CONFIG_DIR / "datasets"
 PROFILE_CONFIG_DIR = registry.CONFIG_DIR / "profiles"
 DEFAULT_RESULTS_DIR = registry.REPO_ROOT / "results"
@@ -153,8 +153,7 @@ def check_needs(method: str, cls: type, dataset: Dataset) -> None:
     unknown = needs - KNOWN_NEEDS
     if unknown:
         raise BenchmarkError(f"method {method!r} declares unknown needs {sorted(unknown)}")
-    text_needs = {"item_text", "semantic_ids", "text_embeddings"}
-    if needs & text_needs and not dataset.catalog.has_text:
+    if "item_text" in needs and not dataset.catalog.has_text:
         raise BenchmarkError(
             f"method {method!r} needs item text, but dataset {dataset.name!r} has none "
             "(a RecBole .item file or an Amazon meta_ file)")
@@ -252,9 +251,13 @@ def _progress(show: bool, desc: str):
     return wrap
 
 
-def fit_adapter(req: RunRequest, settings: HarnessSettings, dataset: Dataset, split: Split,
-                curve: list[float] | None = None) -> tuple[Any, RunContext, float]:
-    """Build the adapter from its resolved config and fit it on ``split``'s training data."""
+def fit_adapter(req: RunRequest, settings: HarnessSettings, dataset: Dataset, split: Split
+                ) -> tuple[Any, RunContext, float]:
+    """Build the adapter from its resolved config and fit it on ``split``'s training data.
+
+    Returns the adapter, its context (stop reason, validation curve) and the fit seconds, which
+    count checkpoints loaded from the cache at their original training time.
+    """
     import torch
 
     cls, config = resolve_config(req.method, req.profile, req.overrides)
@@ -264,14 +267,12 @@ def fit_adapter(req: RunRequest, settings: HarnessSettings, dataset: Dataset, sp
     device = "cuda" if torch.cuda.is_available() else "cpu"
     cache = Cache(req.cache_dir or default_cache_dir())
     ctx = RunContext(
-        seed=req.seed, profile=req.profile, device=device, cache=cache,
-        dataset_name=dataset.name, protocol=req.protocol,
+        seed=req.seed, device=device, cache=cache, protocol=req.protocol,
         catalog_hash=dataset.catalog.fingerprint(), train_hash=split.train_fingerprint(),
         show_progress=req.show_progress,
     )
     train = TrainData(dataset.n_items, split.train, dataset.catalog, split.item_counts())
     adapter = cls(config)
-    curve = curve if curve is not None else []
 
     def validate() -> float:
         if len(split.valid) == 0:
@@ -279,12 +280,12 @@ def fit_adapter(req: RunRequest, settings: HarnessSettings, dataset: Dataset, sp
         out = evaluate(adapter, split.valid, dataset.n_items, mask_history=settings.mask_history,
                        k=settings.top_k, batch_size=settings.eval_batch_size)
         value = float(metric_values(out.ranks, out.list_length)[HEADLINE].mean())
-        curve.append(value)
+        ctx.add_point(value)
         return value
 
-    start = time.perf_counter()
+    ctx.started = time.perf_counter()
     adapter.fit(train, validate, ctx)
-    return adapter, ctx, time.perf_counter() - start
+    return adapter, ctx, ctx.elapsed()
 
 
 def run_key(req: RunRequest, settings: HarnessSettings, dataset: Dataset, split: Split,
@@ -317,8 +318,7 @@ def run(req: RunRequest) -> Path:
         _install(cached, target)
         return target
 
-    curve: list[float] = []
-    adapter, ctx, fit_seconds = fit_adapter(req, settings, dataset, split, curve)
+    adapter, ctx, fit_seconds = fit_adapter(req, settings, dataset, split)
     progress = _progress(req.show_progress, f"{req.method} test")
     ev = evaluate(adapter, split.test, dataset.n_items, mask_history=settings.mask_history,
                   k=settings.top_k, batch_size=settings.eval_batch_size, progress=progress)
@@ -351,7 +351,8 @@ def run(req: RunRequest) -> Path:
         "timing": {"fit_seconds": fit_seconds, "inference_seconds": ev.seconds},
         "peak_rss_mb": _peak_rss_mb(),
         "parameters": {"trainable": int(trainable), "total": int(total)},
-        "training": {"stop_reason": ctx.stop_reason, "validation_ndcg10": curve},
+        "training": {"stop_reason": ctx.stop_reason, "examples_seen": ctx.examples_seen,
+                     "curve": ctx.curve},
         "metrics": _slice_metrics(per_user, slices, ev.list_length, settings),
         "diagnostics": _jsonable(diagnostics),
     }

@@ -28,8 +28,8 @@ def fit_peer(cls, tmp_path, epochs: int = 8):
     catalog = ItemCatalog([f"i{i}" for i in range(N_ITEMS)], [{"title": f"item {i}"}
                                                               for i in range(N_ITEMS)],
                           [() for _ in range(N_ITEMS)])
-    ctx = RunContext(seed=0, profile="smoke", device="cpu", cache=Cache(tmp_path),
-                     dataset_name="cyclic", protocol="loo", catalog_hash="c",
+    ctx = RunContext(seed=0, device="cpu", cache=Cache(tmp_path),
+                     protocol="loo", catalog_hash="c",
                      train_hash=split.train_fingerprint(), show_progress=False)
     adapter = cls(cls.Config(max_len=10, hidden=16, n_layers=1, n_heads=1, inner_size=32,
                              lr=1e-2, epochs=epochs, patience=8))

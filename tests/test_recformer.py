@@ -16,7 +16,7 @@ from adapters.recformer import Recformer
 from benchmark.adapter import RunContext, TrainData, UserBatch
 from benchmark.cache import Cache
 from benchmark.evaluation import evaluate, metric_values
-from benchmark.recformer_model import (
+from benchmark.models.recformer import (
     CLS_TYPE,
     KEY_TYPE,
     PAD_TYPE,
@@ -130,7 +130,7 @@ def test_finetuning_improves_validation_ndcg_over_the_zero_shot_model(tmp_path, 
                               batch_size=8, finetune_lr=2e-3, pairs_per_user=4, stage1_epochs=3,
                               stage2_epochs=1, patience=3)
     adapter = Recformer(config)
-    ctx = RunContext(seed=0, profile="smoke", device="cpu", cache=Cache(tmp_path), dataset_name="x",
+    ctx = RunContext(seed=0, device="cpu", cache=Cache(tmp_path),
                      protocol="loo", catalog_hash="c", train_hash="t", show_progress=False)
 
     def validate() -> float:
@@ -154,7 +154,7 @@ def test_zero_shot_variant_shares_the_pretraining_checkpoint(tmp_path, monkeypat
     train, _ = _smoke_data(tmp_path, n_users=8)
     monkeypatch.setattr(recformer_module, "load_backbone", lambda name: (tiny_bert(),
                                                                          WordTokenizer()))
-    ctx = RunContext(seed=0, profile="smoke", device="cpu", cache=Cache(tmp_path), dataset_name="x",
+    ctx = RunContext(seed=0, device="cpu", cache=Cache(tmp_path),
                      protocol="loo", catalog_hash="c", train_hash="t", show_progress=False)
     zero = Recformer(Recformer.Config(finetune=False, max_tokens=40))
     zero.fit(train, lambda: pytest.fail("zero-shot must not validate"), ctx)
@@ -169,7 +169,7 @@ def test_zero_shot_variant_shares_the_pretraining_checkpoint(tmp_path, monkeypat
 
 @pytest.mark.slow
 def test_packaged_minilm_encodes_items_like_a_sentence_encoder():
-    from benchmark.recformer_model import PACKAGED_MINILM, load_backbone
+    from benchmark.models.recformer import PACKAGED_MINILM, load_backbone
 
     backbone, tokenizer = load_backbone(PACKAGED_MINILM)
     attrs = [{"title": "Toy Story", "genres": "Animation, Comedy"},

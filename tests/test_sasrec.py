@@ -11,7 +11,7 @@ from benchmark.adapter import RunContext, TrainData, UserBatch
 from benchmark.cache import Cache
 from benchmark.data import ItemCatalog
 from benchmark.evaluation import evaluate, metric_values
-from benchmark.sasrec import IDEmbedder, SASRec, sample_negatives, training_windows
+from benchmark.models.sasrec import IDEmbedder, SASRec, sample_negatives, training_windows
 from benchmark.splits import leave_one_out
 
 N_ITEMS = 12
@@ -28,8 +28,8 @@ def make_run(tmp_path, seed: int = 0):
                                                              for i in range(N_ITEMS)],
                           [() for _ in range(N_ITEMS)])
     train = TrainData(N_ITEMS, split.train, catalog, split.item_counts())
-    ctx = RunContext(seed=seed, profile="smoke", device="cpu", cache=Cache(tmp_path),
-                     dataset_name="cyclic", protocol="loo", catalog_hash="c",
+    ctx = RunContext(seed=seed, device="cpu", cache=Cache(tmp_path),
+                     protocol="loo", catalog_hash="c",
                      train_hash=split.train_fingerprint(), show_progress=False)
     return split, train, ctx
 

@@ -10,7 +10,7 @@ from adapters.sasrec_sid import SASRecSID, SemanticIDEmbedder, composition_index
 from benchmark.adapter import RunContext, TrainData, UserBatch
 from benchmark.cache import Cache
 from benchmark.data import ItemCatalog
-from benchmark.semantic_ids import SemanticIDs
+from benchmark.models.semantic_ids import SemanticIDs
 
 # Items 0..11 walk a cycle in groups of three consecutive items: codes (group, position, 0).
 N_WARM = 12
@@ -81,8 +81,8 @@ def fit_adapter(cache_dir, cold_codes) -> SASRecSID:
     catalog = ItemCatalog([str(i) for i in range(n_items)],
                           [{"title": f"m{i}"} for i in range(n_items)], [()] * n_items)
     train = TrainData(n_items, sequences, catalog, counts)
-    ctx = RunContext(seed=0, profile="smoke", device="cpu", cache=Cache(cache_dir),
-                     dataset_name="toy", protocol="cold_item", catalog_hash=str(cold_codes),
+    ctx = RunContext(seed=0, device="cpu", cache=Cache(cache_dir),
+                     protocol="cold_item", catalog_hash=str(cold_codes),
                      train_hash="toy", show_progress=False)
     config = SASRecSID.Config(hidden=16, n_layers=1, n_heads=1, max_len=10, dropout=0.0,
                               max_epochs=25, patience=25, eval_every=25, lr=0.01)

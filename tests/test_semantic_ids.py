@@ -7,7 +7,7 @@ import pytest
 
 from benchmark.cache import Cache
 from benchmark.data import ItemCatalog
-from benchmark.semantic_ids import (
+from benchmark.models.semantic_ids import (
     SemanticIDConfig,
     add_disambiguation,
     build_semantic_ids,
@@ -121,7 +121,7 @@ def test_build_semantic_ids_is_cached_by_text_and_config(tmp_path, monkeypatch):
         calls.append(model)
         return x
 
-    monkeypatch.setattr("benchmark.semantic_ids.encode_items", fake_encode)
+    monkeypatch.setattr("benchmark.models.semantic_ids.encode_items", fake_encode)
     cache = Cache(tmp_path)
     first = build_semantic_ids(catalog, small_config(method="rkmeans"), cache=cache,
                                show_progress=False)

@@ -1,6 +1,6 @@
 """SID-LLM: vocabulary extension, trie decoding, training, and the recommend command.
 
-Everything runs on a tiny random Llama (benchmark.llm.tiny_random_lm) except one slow test that
+Everything runs on a tiny random Llama (benchmark.models.llm.tiny_random_lm) except one slow test that
 loads the packaged SmolLM2 once per session. Semantic IDs are random codes of the real shape
 (last column = disambiguation), so these tests do not depend on the semantic-ID builder.
 """
@@ -15,8 +15,8 @@ from adapters.sid_llm import SIDLLM
 from benchmark.adapter import RunContext, TrainData, UserBatch
 from benchmark.cache import Cache
 from benchmark.data import ItemCatalog
-from benchmark.llm import tiny_random_lm
-from benchmark.sid_llm_core import SIDTrie, SIDVocab, constrained_beam_search
+from benchmark.models.llm import tiny_random_lm
+from benchmark.models.sid_lm import SIDTrie, SIDVocab, constrained_beam_search
 
 torch.set_num_threads(1)  # tiny models: threads only add contention on a shared CPU
 
@@ -192,8 +192,8 @@ def random_sids(monkeypatch):
 
 def fit(cfg, train, tmp_path, seed=0):
     torch.manual_seed(seed)
-    ctx = RunContext(seed=seed, profile="smoke", device="cpu", cache=Cache(tmp_path / "cache"),
-                     dataset_name="tiny", protocol="loo", catalog_hash="cat", train_hash="train",
+    ctx = RunContext(seed=seed, device="cpu", cache=Cache(tmp_path / "cache"),
+                     protocol="loo", catalog_hash="cat", train_hash="train",
                      show_progress=False)
     adapter = SIDLLM(cfg)
     adapter.fit(train, lambda: 0.0, ctx)
@@ -246,8 +246,8 @@ def test_training_does_not_depend_on_the_global_rng_state_left_by_earlier_work(r
     for run, draws in enumerate([0, 1000]):
         torch.manual_seed(0)
         torch.rand(draws)  # earlier work consumed the RNG (or did not)
-        ctx = RunContext(seed=0, profile="smoke", device="cpu",
-                         cache=Cache(tmp_path / f"cache{run}"), dataset_name="tiny",
+        ctx = RunContext(seed=0, device="cpu",
+                         cache=Cache(tmp_path / f"cache{run}"), 
                          protocol="loo", catalog_hash="cat", train_hash="train",
                          show_progress=False)
         adapter = SIDLLM(cfg)
@@ -264,8 +264,8 @@ def test_validation_keeps_the_best_state_and_stops_early(random_sids, tmp_path):
     scores = iter([0.5, 0.2, 0.9])  # the second chunk is worse: stop, restore the first
     states = []
     torch.manual_seed(0)
-    ctx = RunContext(seed=0, profile="smoke", device="cpu", cache=Cache(tmp_path / "cache"),
-                     dataset_name="tiny", protocol="loo", catalog_hash="cat", train_hash="train",
+    ctx = RunContext(seed=0, device="cpu", cache=Cache(tmp_path / "cache"),
+                     protocol="loo", catalog_hash="cat", train_hash="train",
                      show_progress=False)
     adapter = SIDLLM(cfg)
 
@@ -308,7 +308,7 @@ def test_chat_keeps_the_conversation_and_leaves_on_quit(random_sids, tiny_atomic
     from benchmark.config import parse_overrides  # noqa: F401  (runner API check)
 
     req = runner.RunRequest(method="sid_llm", dataset=str(tiny_atomic), protocol="loo", seed=0,
-                            profile="smoke", overrides={}, meta=None, cache_dir=cache_dir,
+                            overrides={}, meta=None, cache_dir=cache_dir,
                             show_progress=False)
     settings = runner.harness_settings("smoke")
     dataset, split = runner.prepare(req, settings)
@@ -323,7 +323,7 @@ def test_chat_keeps_the_conversation_and_leaves_on_quit(random_sids, tiny_atomic
 
 @pytest.mark.slow
 def test_packaged_backbone_round_trips_sid_tokens():
-    from benchmark.llm import load_causal_lm
+    from benchmark.models.llm import load_causal_lm
 
     model, tok = load_causal_lm("packaged:smollm2")
     codes, sizes = random_codes(20)

@@ -8,7 +8,7 @@ import pytest
 from benchmark.cache import Cache
 from benchmark.data import ItemCatalog
 from benchmark.errors import BenchmarkError
-from benchmark.text_encoder import PACKAGED_MINILM, encode_items, encode_texts, load_text_model
+from benchmark.models.text_encoder import PACKAGED_MINILM, encode_items, encode_texts, load_text_model
 
 
 @pytest.fixture(scope="session")
@@ -45,7 +45,7 @@ def test_encode_items_embeds_catalog_text_and_caches_it(minilm, tmp_path, monkey
     def fail(*args, **kwargs):
         raise AssertionError("a cached embedding was recomputed")
 
-    monkeypatch.setattr("benchmark.text_encoder.encode_texts", fail)
+    monkeypatch.setattr("benchmark.models.text_encoder.encode_texts", fail)
     np.testing.assert_array_equal(encode_items(cat, cache=cache, show_progress=False), x)
 
 

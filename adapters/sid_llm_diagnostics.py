@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmark.sid_llm_core import constrained_beam_search, greedy
+from benchmark.models.sid_lm import constrained_beam_search, greedy
 
 ROUNDTRIP_SEED = 20240  # the round-trip sample is fixed: the same items for every run and stage
 

@@ -30,14 +30,14 @@ from torch import nn
 from tqdm.auto import tqdm
 from vector_quantize_pytorch import ResidualVQ
 
-from benchmark.text_encoder import PACKAGED_MINILM, encode_items
-from benchmark.text_encoder import VERSION as TEXT_ENCODER_VERSION
+from benchmark.models.text_encoder import PACKAGED_MINILM, encode_items
+from benchmark.models.text_encoder import VERSION as TEXT_ENCODER_VERSION
 
 if TYPE_CHECKING:
     from benchmark.cache import Cache
     from benchmark.data import ItemCatalog
 
-VERSION = 1
+VERSION = 2  # 2: SemanticIDs moved to benchmark.models (version-1 pickles name the old module)
 
 
 @dataclass
