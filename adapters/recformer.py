@@ -36,7 +36,6 @@ Default-profile scale-downs (2-core CPU; the paper profile keeps the paper's siz
 from __future__ import annotations
 
 import copy
-import io
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -47,7 +46,6 @@ import torch
 import torch.nn.functional as F
 
 from benchmark.adapter import AdapterBase, RunContext, TrainData, UserBatch
-from benchmark.cache import atomic_write_bytes
 from benchmark.models.recformer import (
     PACKAGED_MINILM,
     EncoderInput,
@@ -61,6 +59,7 @@ from benchmark.models.recformer import (
     sample_pairs,
     sequence_tokens,
 )
+from benchmark.models.training import get_or_train, train_with_patience
 from benchmark.registry import register
 
 VERSION = 1
@@ -114,7 +113,8 @@ class Recformer(AdapterBase):
         self.setup(backbone, self.tokenizer, train.catalog.attributes)
         pre_key = [VERSION, "pretrain", ctx.train_hash, ctx.catalog_hash,
                    {k: asdict(cfg)[k] for k in PRETRAIN_KEYS}, ctx.seed]
-        pre = self._cached(ctx, "recformer_pretrain", pre_key, lambda: self._pretrain(train, ctx))
+        pre, _ = get_or_train(ctx, "recformer_pretrain", pre_key,
+                              lambda: self._pretrain(train, ctx))
         self.encoder.load_state_dict(pre["encoder"])
         self.info["pretrain"] = pre["info"]
         self.info["mean_items_per_user_input"] = float(np.mean(
@@ -128,12 +128,11 @@ class Recformer(AdapterBase):
             ctx.report_stop("zero_shot")
             return
         ft_key = [VERSION, "finetune", ctx.train_hash, ctx.catalog_hash, asdict(cfg), ctx.seed]
-        ft = self._cached(ctx, "recformer_finetune", ft_key,
-                          lambda: self._finetune(train, validate, ctx))
+        ft, _ = get_or_train(ctx, "recformer_finetune", ft_key,
+                             lambda: self._finetune(train, validate, ctx))
         self.encoder.load_state_dict(ft["encoder"])
         self.item_matrix = ft["item_matrix"].to(self.device)
         self.info["finetune"] = ft["info"]
-        ctx.report_stop(ft["info"]["stop_reason"])
 
     def setup(self, backbone: torch.nn.Module, tokenizer: Any,
               attributes: list[dict[str, str]]) -> None:
@@ -144,17 +143,6 @@ class Recformer(AdapterBase):
         self.max_tokens = min(cfg.max_tokens, self.encoder.max_tokens)
         self.sentences = item_sentences(attributes, tokenizer, cfg.attr_max_tokens)
         self.info["mean_item_tokens"] = float(np.mean([len(s.ids) for s in self.sentences]))
-
-    def _cached(self, ctx: RunContext, kind: str, key: Any, build: Callable[[], dict]) -> dict:
-        """Load a torch checkpoint from the cache or build and store it (atomic write)."""
-        path = ctx.cache.torch_path(kind, key)
-        if path.exists():
-            return torch.load(path, map_location="cpu", weights_only=True)
-        state = build()
-        buffer = io.BytesIO()
-        torch.save(state, buffer)
-        atomic_write_bytes(path, buffer.getvalue())
-        return state
 
     # ------------------------------------------------------------------------- encoding
     def inputs(self, histories: list) -> EncoderInput:
@@ -233,6 +221,7 @@ class Recformer(AdapterBase):
                     sel = labels != -100
                     loss = loss + cfg.mlm_weight * F.cross_entropy(mlm(hidden[sel]), labels[sel])
                 self._step(optimizer, loss)
+                ctx.count_examples(len(batch))
                 losses.append(loss.item())
         enc.eval()
         info = {"pairs": n_pairs, "seconds": time.perf_counter() - start,
@@ -241,7 +230,7 @@ class Recformer(AdapterBase):
         return {"encoder": enc.state_dict(), "info": info}
 
     def _train_epoch(self, optimizer: torch.optim.Optimizer, train: TrainData,
-                     rng: np.random.Generator, desc: str) -> float:
+                     rng: np.random.Generator, ctx: RunContext, desc: str) -> float:
         """One finetuning epoch: full softmax of cos / tau against the frozen item matrix."""
         cfg, enc = self.config, self.encoder
         pairs = sample_pairs(train.sequences, cfg.pairs_per_user, rng)
@@ -252,43 +241,41 @@ class Recformer(AdapterBase):
                                    cfg.tau)
             loss = F.cross_entropy(logits, torch.tensor(batch_targets(batch), device=self.device))
             self._step(optimizer, loss)
+            ctx.count_examples(len(batch))
             losses.append(loss.item())
         return float(np.mean(losses)) if losses else float("nan")
 
     def _finetune(self, train: TrainData, validate: Callable[[], float], ctx: RunContext) -> dict:
-        """Two-stage finetuning with early stopping; returns the best state and its curve."""
+        """Two-stage finetuning with early stopping; returns the best state and the losses."""
         cfg, enc = self.config, self.encoder
         start = time.perf_counter()
         rng = np.random.default_rng(ctx.seed + 1)
-        best = validate()  # the zero-shot model is the state to beat
-        curve = [{"stage": 0, "epoch": 0, "valid_ndcg10": best}]
+        zero_shot = best = validate()  # the zero-shot model is the state to beat
         best_state = (copy.deepcopy(enc.state_dict()), self.item_matrix.clone())
-        reasons = {}
+        reasons, losses = {}, []
         for stage, epochs in ((1, cfg.stage1_epochs), (2, cfg.stage2_epochs)):
-            reasons[stage], bad = "epoch_cap", 0
+            reasons[stage] = "epoch_cap"
             if epochs == 0:
                 continue
             optimizer = torch.optim.AdamW(enc.parameters(), lr=cfg.finetune_lr)
             if stage == 2:  # reload the best checkpoint; its item matrix stays frozen for good
                 enc.load_state_dict(best_state[0])
                 self.item_matrix = self.encode_items().to(self.device)
-            for epoch in range(1, epochs + 1):
-                if stage == 1 and epoch > 1:
+
+            def train_round(epoch: int, stage: int = stage, optimizer=optimizer) -> None:
+                if stage == 1 and epoch > 1:  # stage 1 re-encodes the catalogue every epoch
                     self.item_matrix = self.encode_items().to(self.device)
-                loss = self._train_epoch(optimizer, train, rng, f"stage {stage} epoch {epoch}")
-                ndcg = validate()
-                curve.append({"stage": stage, "epoch": epoch, "train_loss": loss,
-                              "valid_ndcg10": ndcg})
-                if ndcg > best:
-                    best, bad = ndcg, 0
-                    best_state = (copy.deepcopy(enc.state_dict()), self.item_matrix.clone())
-                else:
-                    bad += 1
-                    if bad >= cfg.patience:
-                        reasons[stage] = "early_stop"
-                        break
-        info = {"curve": curve, "stop_reason": reasons[2], "stage_stop_reasons": reasons,
-                "best_valid_ndcg10": best, "zero_shot_valid_ndcg10": curve[0]["valid_ndcg10"],
+                losses.append({"stage": stage, "epoch": epoch, "train_loss": self._train_epoch(
+                    optimizer, train, rng, ctx, f"stage {stage} epoch {epoch}")})
+
+            stopped = train_with_patience(
+                train_round, validate, max_rounds=epochs, patience=cfg.patience,
+                snapshot=lambda: (copy.deepcopy(enc.state_dict()), self.item_matrix.clone()),
+                best=best, best_state=best_state)
+            best, best_state, reasons[stage] = stopped.best, stopped.best_state, stopped.reason
+        ctx.report_stop(reasons[2])
+        info = {"train_loss": losses, "stage_stop_reasons": reasons, "best_valid_ndcg10": best,
+                "zero_shot_valid_ndcg10": zero_shot,
                 "pairs_per_epoch": sum(min(cfg.pairs_per_user, len(s) - max(1, (len(s) - 1) // 2))
                                        for s in train.sequences if len(s) > 1),
                 "seconds": time.perf_counter() - start}

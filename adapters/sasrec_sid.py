@@ -39,7 +39,6 @@ protocol. The defaults and the measured trade-off are in configs/methods/sasrec_
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -48,10 +47,10 @@ import torch
 from torch import nn
 
 from benchmark import register
-from benchmark.adapter import AdapterBase, RunContext, TrainData, UserBatch
+from benchmark.adapter import RunContext, TrainData
 from benchmark.cache import stable_hash
 from benchmark.config import build_config
-from benchmark.models.sasrec import SASRec, SASRecConfig, train_sasrec
+from benchmark.models.sasrec import SASRecAdapter, SASRecConfig
 from benchmark.models.semantic_ids import SemanticIDConfig, SemanticIDs, build_semantic_ids
 
 VERSION = 1
@@ -155,7 +154,7 @@ class SemanticIDEmbedder(nn.Module):
 
 
 @register("sasrec_sid")
-class SASRecSID(AdapterBase):
+class SASRecSID(SASRecAdapter):
     """SASRec over semantic-ID-composed item embeddings (cold items scored through shared codes)."""
 
     @dataclass
@@ -166,32 +165,26 @@ class SASRecSID(AdapterBase):
         prefix_dropout: float = 0.0  # chance an item keeps only a prefix of its ID in a step
 
     needs = frozenset({"item_text"})
-    output = "scores"
 
-    def fit(self, train: TrainData, validate: Callable[[], float], ctx: RunContext) -> None:
-        cfg = self.config
-        sid_config = build_config(SemanticIDConfig, [("semantic_ids", cfg.semantic_ids)])
+    def prepare(self, train: TrainData, ctx: RunContext) -> None:
+        sid_config = build_config(SemanticIDConfig, [("semantic_ids", self.config.semantic_ids)])
         self.sids: SemanticIDs = build_semantic_ids(train.catalog, sid_config, cache=ctx.cache,
                                                     device=ctx.device,
                                                     show_progress=ctx.show_progress)
-        torch.manual_seed(ctx.seed)  # initial weights
+
+    def item_embedder(self, train: TrainData, ctx: RunContext) -> nn.Module:
+        cfg = self.config
         seen = train.item_counts > 0 if cfg.unseen_rows != "keep" else None
         self.embedder = SemanticIDEmbedder(self.sids.codes, cfg.hidden, seen=seen,
                                            composition=cfg.composition,
                                            prefix_dropout=cfg.prefix_dropout,
                                            impute_unseen=cfg.unseen_rows == "mean")
-        self.model = SASRec(self.embedder, cfg.max_len, cfg.hidden, cfg.n_layers, cfg.n_heads,
-                            cfg.dropout, ffn_mult=cfg.ffn_mult).to(ctx.device)
+        return self.embedder
+
+    def checkpoint_extra(self) -> dict:
         # The checkpoint key already covers data, item text, this config (SID settings
         # included) and seed; the codes themselves and this module's version are added.
-        self.training_info = train_sasrec(
-            self.model, train, validate, ctx, cfg,
-            cache_extra={"sasrec_sid": VERSION, "codes": stable_hash(self.sids.codes)})
-
-    @torch.no_grad()
-    def score(self, users: UserBatch) -> torch.Tensor:
-        self.model.eval()
-        return self.model.score_last(users).cpu()
+        return {"sasrec_sid": VERSION, "codes": stable_hash(self.sids.codes)}
 
     def diagnostics(self) -> dict:
         embedder = self.embedder
@@ -201,6 +194,5 @@ class SASRecSID(AdapterBase):
             "rows_per_level": [t.num_embeddings for t in embedder.tables],
             # share of items whose row at each level is used (others are unseen, masked)
             "rows_in_use_per_level": embedder.mask.mean(0).round(decimals=4).tolist(),
-            **{k: self.training_info[k] for k in ("epochs", "best_valid_ndcg@10", "cached")
-               if k in self.training_info},
+            **super().diagnostics(),
         }

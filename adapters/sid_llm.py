@@ -17,7 +17,6 @@ validate() calls by default (each costs a full beam-search pass over every user)
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
@@ -27,9 +26,7 @@ import torch
 
 from adapters import sid_llm_diagnostics as diag
 from benchmark.adapter import AdapterBase, RunContext, TrainData, UserBatch
-from benchmark.cache import atomic_write_bytes
 from benchmark.config import build_config
-from benchmark.registry import register
 from benchmark.models.sid_lm import (
     Prompter,
     SIDTrie,
@@ -37,6 +34,8 @@ from benchmark.models.sid_lm import (
     constrained_beam_search,
     train_steps,
 )
+from benchmark.models.training import get_or_train, train_with_patience
+from benchmark.registry import register
 
 VERSION = 2  # 2: LoRA's initial weights seeded by the run's seed (were the RNG's leftover state)
 
@@ -106,37 +105,44 @@ class SIDLLM(AdapterBase):
         self._set_trainable(stage=1)
         key1 = ["sid_llm_stage1", VERSION, ctx.catalog_hash, codes, self._stage1_config(),
                 ctx.seed]
-        state = self._load(key1)
-        if state is None:
-            ex = self.prompter.alignment_examples(np.arange(len(self.catalog)))
-            stats = train_steps(self.model, ex, steps=cfg.stage1_steps, batch_size=cfg.stage1_batch,
-                                lr=cfg.stage1_lr, pad=self.pad, max_len=cfg.max_len, seed=ctx.seed,
-                                progress=progress, desc="sid_llm stage 1")
-            rt = diag.roundtrip(self, cfg.roundtrip_items)
-            state = self._save(key1, {"stats": stats, "roundtrip": rt})
-        self._diag["stage1"] = state["meta"]["stats"]
-        self._diag["roundtrip_after_stage1"] = state["meta"]["roundtrip"]
+        meta = self._checkpoint(key1, lambda: self._stage1(ctx, progress))
+        self._diag["stage1"] = meta["stats"]
+        self._diag["roundtrip_after_stage1"] = meta["roundtrip"]
 
         # Stage 2: behaviour (training sequences only) + alignment; keyed by the training data.
         self._set_trainable(stage=2)
         key2 = ["sid_llm_stage2", VERSION, ctx.train_hash, ctx.catalog_hash, codes,
                 asdict(cfg), ctx.seed]
-        state = self._load(key2)
         self._diagnosed = ctx.protocol in cfg.diagnostic_protocols
-        if state is None:
+
+        def stage2() -> dict[str, Any]:
             meta = self._stage2(train, validate, ctx, progress)
             meta["roundtrip"] = meta["invalid_id_rate_unconstrained"] = "not measured"
             if self._diagnosed:
                 meta["roundtrip"] = diag.roundtrip(self, cfg.roundtrip_items)
                 meta["invalid_id_rate_unconstrained"] = diag.invalid_rate(
                     self, train.sequences, cfg.invalid_sample, ctx.seed)
-            state = self._save(key2, meta)
-        meta = state["meta"]
-        ctx.report_stop(meta["stop_reason"])
+            return meta
+
+        meta = self._checkpoint(key2, stage2)
         self._diag.update(stage2=meta["stats"], roundtrip_after_stage2=meta["roundtrip"],
-                          invalid_id_rate_unconstrained=meta["invalid_id_rate_unconstrained"],
-                          validation_curve=meta.get("curve", []))
+                          invalid_id_rate_unconstrained=meta["invalid_id_rate_unconstrained"])
         self.model.eval()
+
+    def _stage1(self, ctx: RunContext, progress: Callable | None) -> dict[str, Any]:
+        cfg = self.config
+        ex = self.prompter.alignment_examples(np.arange(len(self.catalog)))
+        stats = self._train(ex, ctx, steps=cfg.stage1_steps, batch_size=cfg.stage1_batch,
+                            lr=cfg.stage1_lr, seed=ctx.seed, progress=progress,
+                            desc="sid_llm stage 1")
+        return {"stats": stats, "roundtrip": diag.roundtrip(self, cfg.roundtrip_items)}
+
+    def _train(self, examples: list, ctx: RunContext, *, steps: int, batch_size: int,
+               **kwargs: Any) -> dict[str, Any]:
+        stats = train_steps(self.model, examples, steps=steps, batch_size=batch_size,
+                            pad=self.pad, max_len=self.config.max_len, **kwargs)
+        ctx.count_examples(stats["steps"] * batch_size)
+        return stats
 
     def _stage2(self, train: TrainData, validate: Callable[[], float], ctx: RunContext,
                 progress: Callable | None) -> dict[str, Any]:
@@ -149,31 +155,29 @@ class SIDLLM(AdapterBase):
         examples += self.prompter.alignment_examples(rng.integers(0, len(self.catalog), n_align),
                                                      rng)
         if cfg.validate_every <= 0:
-            stats = train_steps(self.model, examples, steps=cfg.stage2_steps,
-                                batch_size=cfg.stage2_batch, lr=cfg.stage2_lr, pad=self.pad,
-                                max_len=cfg.max_len, seed=ctx.seed, progress=progress,
-                                desc="sid_llm stage 2")
-            return {"stats": stats, "stop_reason": "step_cap", "curve": []}
+            stats = self._train(examples, ctx, steps=cfg.stage2_steps,
+                                batch_size=cfg.stage2_batch, lr=cfg.stage2_lr, seed=ctx.seed,
+                                progress=progress, desc="sid_llm stage 2")
+            ctx.report_stop("step_cap")
+            return {"stats": stats}
         # Model selection on validate(): train in chunks, keep the best trainable state.
-        curve, best, best_state, stats, bad = [], -1.0, None, [], 0
-        stop = "step_cap"
-        for start in range(0, cfg.stage2_steps, cfg.validate_every):
+        stats: list[dict[str, Any]] = []
+
+        def chunk(number: int) -> None:
+            start = (number - 1) * cfg.validate_every
             steps = min(cfg.validate_every, cfg.stage2_steps - start)
-            chunk = examples[start * cfg.stage2_batch:(start + steps) * cfg.stage2_batch]
-            stats.append(train_steps(self.model, chunk, steps=steps, batch_size=cfg.stage2_batch,
-                                     lr=cfg.stage2_lr, pad=self.pad, max_len=cfg.max_len,
-                                     seed=ctx.seed + start, progress=progress,
+            part = examples[start * cfg.stage2_batch:(start + steps) * cfg.stage2_batch]
+            stats.append(self._train(part, ctx, steps=steps, batch_size=cfg.stage2_batch,
+                                     lr=cfg.stage2_lr, seed=ctx.seed + start, progress=progress,
                                      desc="sid_llm stage 2"))
-            curve.append(validate())
-            if curve[-1] > best:
-                best, best_state, bad = curve[-1], self._trainable_state(), 0
-            else:
-                bad += 1
-                if bad >= cfg.patience:
-                    stop = "early_stop"
-                    break
-        self.model.load_state_dict(best_state, strict=False)
-        return {"stats": stats[-1] | {"chunks": len(stats)}, "stop_reason": stop, "curve": curve}
+
+        stopped = train_with_patience(chunk, validate, max_rounds=-(-cfg.stage2_steps //
+                                                                     cfg.validate_every),
+                                      patience=cfg.patience, snapshot=self._trainable_state,
+                                      cap_reason="step_cap")
+        self.model.load_state_dict(stopped.best_state, strict=False)
+        ctx.report_stop(stopped.reason)
+        return {"stats": stats[-1] | {"chunks": len(stats)}}
 
     # ------------------------------------------------------------------ data
 
@@ -216,22 +220,19 @@ class SIDLLM(AdapterBase):
                                            "stage1_lr", "stage1_batch", "max_len", "lora_r",
                                            "lora_targets", "roundtrip_items")}
 
-    def _load(self, key: list) -> dict | None:
-        path = self.ctx.cache.torch_path("sid_llm", key)
-        if not path.exists():
-            return None
-        state = torch.load(path, map_location=self.ctx.device, weights_only=False)
-        missing = self.model.load_state_dict(state["weights"], strict=False)
-        assert not missing.unexpected_keys, missing.unexpected_keys
-        return state
+    def _checkpoint(self, key: list, train: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        """``train()``'s meta, or the stored one with its weights loaded into the model. Only
+        trainable weights (new rows, LoRA) go into the checkpoint."""
+        def build() -> dict[str, Any]:
+            meta = train()
+            return {"weights": self._trainable_state(), "meta": meta}
 
-    def _save(self, key: list, meta: dict) -> dict:
-        """Only trainable weights (new rows, LoRA) go into the checkpoint."""
-        state = {"weights": self._trainable_state(), "meta": meta}
-        buf = io.BytesIO()
-        torch.save(state, buf)
-        atomic_write_bytes(self.ctx.cache.torch_path("sid_llm", key), buf.getvalue())
-        return state
+        state, cached = get_or_train(self.ctx, "sid_llm", key, build,
+                                     map_location=self.ctx.device, weights_only=False)
+        if cached:
+            missing = self.model.load_state_dict(state["weights"], strict=False)
+            assert not missing.unexpected_keys, missing.unexpected_keys
+        return state["meta"]
 
     # ------------------------------------------------------------------ ranking
 

@@ -41,7 +41,8 @@ def fit_peer(cls, tmp_path, epochs: int = 8):
 def test_recbole_sasrec_trains_and_is_scored_by_our_evaluator(tmp_path, monkeypatch):
     adapter, split, ctx = fit_peer(peers.RecBoleSASRec, tmp_path)
     assert ctx.stop_reason in {"early_stop", "epoch_cap"}
-    assert len(adapter.info["curve"]) == adapter.info["epochs"]
+    assert len(ctx.curve) == adapter.info["epochs"]  # RecBole's own validation, every epoch
+    assert ctx.examples_seen == adapter.info["epochs"] * adapter.info["samples_per_epoch"]
     ranks = evaluate(adapter, split.test, N_ITEMS, mask_history=False).ranks
     assert np.isfinite(ranks).all() and ranks.min() >= 1 and ranks.max() <= N_ITEMS
     # A deterministic cycle: far above chance (HR@10 = 1/3 for a random scorer).

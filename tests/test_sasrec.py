@@ -42,9 +42,11 @@ def fit(tmp_path, seed: int = 0, **overrides):
                              "patience": 15, **overrides})
     adapter = SASRecID(cfg)
 
-    def validate() -> float:
-        return float(metric_values(evaluate(adapter, split.valid, N_ITEMS,
-                                            mask_history=False).ranks)["NDCG@10"].mean())
+    def validate() -> float:  # as the runner's: each call adds a point to the curve
+        value = float(metric_values(evaluate(adapter, split.valid, N_ITEMS,
+                                             mask_history=False).ranks)["NDCG@10"].mean())
+        ctx.add_point(value)
+        return value
 
     adapter.fit(train, validate, ctx)
     return adapter, split, ctx
@@ -60,13 +62,16 @@ def test_learns_a_cyclic_pattern_with_either_loss(tmp_path, loss):
     adapter, split, ctx = fit(tmp_path, loss=loss)
     assert hr_at_1(adapter, split) >= 0.95
     assert ctx.stop_reason in {"early_stop", "epoch_cap"}
-    curve = adapter.info["curve"]
-    assert curve[0]["loss"] > curve[-1]["loss"]  # it trained
+    losses = adapter.training_info["train_loss"]
+    assert losses[0] > losses[-1]  # it trained
+    # one curve point per epoch; examples = next-item predictions: 13 training items per user
+    # (15 minus the validation and test targets) give 12 per user per epoch
+    assert [p["examples"] for p in ctx.curve][:2] == [60 * 12, 2 * 60 * 12]
 
 
 def test_early_stopping_restores_the_best_validation_state(tmp_path):
     adapter, split, ctx = fit(tmp_path, max_epochs=40, patience=2, lr=3e-2)
-    curve = [c["valid_ndcg@10"] for c in adapter.info["curve"]]
+    curve = [p["valid_ndcg10"] for p in ctx.curve]
     assert ctx.stop_reason == "early_stop" and len(curve) < 40
     assert len(curve) - 1 - int(np.argmax(curve)) == 2  # two evaluations without a new best
     valid = metric_values(evaluate(adapter, split.valid, N_ITEMS, mask_history=False).ranks)
@@ -74,16 +79,18 @@ def test_early_stopping_restores_the_best_validation_state(tmp_path):
 
 
 def test_refit_loads_the_cached_checkpoint_without_training(tmp_path):
-    first, split, _ = fit(tmp_path, max_epochs=3)
-    assert first.info["steps"] > 0 and not first.info["cached"]
+    first, split, first_ctx = fit(tmp_path, max_epochs=3)
+    assert not first.training_info["cached"] and len(first_ctx.curve) == 3
     second, _, ctx = fit(tmp_path, max_epochs=3)
-    assert second.info["steps"] == 0 and second.info["cached"]
-    assert ctx.stop_reason == first.info["stop_reason"]
-    assert second.info["curve"] == first.info["curve"]
+    assert second.training_info["cached"]
+    # the cached checkpoint replays the original training record
+    assert ctx.stop_reason == first_ctx.stop_reason and ctx.curve == first_ctx.curve
+    assert ctx.examples_seen == first_ctx.examples_seen > 0
+    assert ctx.elapsed() >= first_ctx.curve[-1]["seconds"]
     batch = UserBatch(split.test.users, split.test.histories)
     assert torch.equal(first.score(batch), second.score(batch))
     third, _, _ = fit(tmp_path, max_epochs=3, lr=5e-3)  # another config: trains again
-    assert third.info["steps"] > 0
+    assert not third.training_info["cached"]
 
 
 def test_same_seed_same_scores_other_seed_other_scores(tmp_path):

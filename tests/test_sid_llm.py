@@ -227,7 +227,7 @@ def test_stage1_trains_only_new_rows_and_checkpoints_are_reused(random_sids, tmp
     ckpts = list((tmp_path / "cache" / "sid_llm").glob("*.pt"))
     assert len(ckpts) == 2  # stage 1 and stage 2
     for path in ckpts:
-        names = torch.load(path, weights_only=False)["weights"].keys()
+        names = torch.load(path, weights_only=False)["state"]["weights"].keys()
         assert all("trainable_tokens" in n or "lora_" in n for n in names)
     first = adapter.rank(UserBatch(np.arange(3), [np.array([1]), np.array([2, 3]),
                                                   np.zeros(0, np.int64)]), 5)
@@ -247,7 +247,7 @@ def test_training_does_not_depend_on_the_global_rng_state_left_by_earlier_work(r
         torch.manual_seed(0)
         torch.rand(draws)  # earlier work consumed the RNG (or did not)
         ctx = RunContext(seed=0, device="cpu",
-                         cache=Cache(tmp_path / f"cache{run}"), 
+                         cache=Cache(tmp_path / f"cache{run}"),
                          protocol="loo", catalog_hash="cat", train_hash="train",
                          show_progress=False)
         adapter = SIDLLM(cfg)
@@ -271,11 +271,16 @@ def test_validation_keeps_the_best_state_and_stops_early(random_sids, tmp_path):
 
     def validate() -> float:
         states.append(adapter._trainable_state())
-        return next(scores)
+        ctx.add_point(next(scores))
+        return ctx.curve[-1]["valid_ndcg10"]
 
     adapter.fit(train, validate, ctx)
     assert ctx.stop_reason == "early_stop" and len(states) == 2
-    assert adapter.diagnostics()["validation_curve"] == [0.5, 0.2]
+    assert [p["valid_ndcg10"] for p in ctx.curve] == [0.5, 0.2]
+    # examples: stage 1's, then 4 steps of stage 2 per validation
+    stage1 = cfg.stage1_steps * cfg.stage1_batch
+    assert [p["examples"] for p in ctx.curve] == [stage1 + 4 * cfg.stage2_batch,
+                                                  stage1 + 8 * cfg.stage2_batch]
     now = adapter._trainable_state()
     assert all(torch.equal(now[n], states[0][n]) for n in now)
 

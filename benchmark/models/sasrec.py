@@ -22,17 +22,16 @@ embeddings). Decisions where the paper is open or we deviate from it:
   cross-entropy with one sampled negative per position (``loss: bce``); negatives are drawn
   uniformly from items outside the user's training sequence, from a seeded generator.
 - Early stopping on ``validate()`` (the harness's NDCG@10 on validation targets) every
-  ``eval_every`` epochs with ``patience`` evaluations without improvement; the best state is
-  restored before returning.
+  ``eval_every`` epochs with ``patience`` evaluations without improvement
+  (:func:`benchmark.models.training.train_with_patience`); the best state is restored before
+  returning.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
-import io
 import math
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -43,8 +42,8 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from benchmark.adapter import RunContext, TrainData, UserBatch
-from benchmark.cache import atomic_write_bytes
+from benchmark.adapter import AdapterBase, RunContext, TrainData, UserBatch
+from benchmark.models.training import get_or_train, train_with_patience
 
 VERSION = 1  # bump when the model or training loop changes what a checkpoint means
 
@@ -238,18 +237,23 @@ def train_sasrec(model: SASRec, train: TrainData, validate: Callable[[], float],
     """Train ``model`` on ``train.sequences`` with early stopping on ``validate()``.
 
     A checkpoint keyed by :func:`checkpoint_key` (``cache_extra`` adds whatever else shapes the
-    embedder) is loaded instead of training when it exists. Returns ``stop_reason``, ``epochs``,
-    ``curve`` (validation NDCG@10 per evaluation), ``fit_seconds`` (of the original training),
-    ``steps`` (optimiser steps taken in this call: 0 on a cache hit) and ``cached``.
+    embedder) is loaded instead of training when it exists. Returns ``epochs``, ``train_loss``
+    (mean per epoch), ``best_valid_ndcg10`` and ``cached``. Examples counted for the curve are
+    next-item predictions (non-pad window positions).
     """
-    path = ctx.cache.torch_path("sasrec", checkpoint_key(model, ctx, cfg, cache_extra))
-    if path.exists():
-        saved = torch.load(path, map_location=model.device, weights_only=False)
-        model.load_state_dict(saved["state"])
-        ctx.report_stop(saved["info"]["stop_reason"])
-        return {**saved["info"], "steps": 0, "cached": True}
+    def train_now() -> dict:
+        info = _train(model, train, validate, ctx, cfg)
+        return {"state": model.state_dict(), "info": info}
 
-    start = time.perf_counter()
+    saved, cached = get_or_train(ctx, "sasrec", checkpoint_key(model, ctx, cfg, cache_extra),
+                                 train_now, map_location=str(model.device))
+    model.load_state_dict(saved["state"])
+    model.eval()
+    return {**saved["info"], "cached": cached}
+
+
+def _train(model: SASRec, train: TrainData, validate: Callable[[], float], ctx: RunContext,
+           cfg: SASRecConfig) -> dict:
     torch.manual_seed(ctx.seed)  # dropout
     gen = torch.Generator().manual_seed(ctx.seed)  # shuffling and negatives
     inputs, targets, owner = (torch.as_tensor(a) for a in
@@ -257,15 +261,13 @@ def train_sasrec(model: SASRec, train: TrainData, validate: Callable[[], float],
     users, items = train.pairs()
     seen = torch.unique(torch.as_tensor(users * train.n_items + items))
     optimiser = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    losses: list[float] = []
 
-    best, best_state, since_best, steps, epoch = -math.inf, None, 0, 0, 0
-    curve: list[dict] = []
-    stop_reason = "epoch_cap" if len(inputs) else "no_training"
-    for epoch in range(1, cfg.max_epochs + 1 if len(inputs) else 1):
+    def epoch(number: int) -> None:
         model.train()
         order = torch.randperm(len(inputs), generator=gen)
         total = 0.0
-        bar = tqdm(range(0, len(order), cfg.batch_size), desc=f"SASRec epoch {epoch}",
+        bar = tqdm(range(0, len(order), cfg.batch_size), desc=f"SASRec epoch {number}",
                    leave=False, disable=not ctx.show_progress)
         for lo in bar:
             idx = order[lo:lo + cfg.batch_size]
@@ -277,30 +279,73 @@ def train_sasrec(model: SASRec, train: TrainData, validate: Callable[[], float],
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
-            steps += 1
+            ctx.count_examples(int((targets[idx] >= 0).sum()))
             total += loss.item() * len(idx)
             bar.set_postfix(loss=f"{loss.item():.4f}")
-        if epoch % cfg.eval_every and epoch != cfg.max_epochs:
-            continue
+        losses.append(total / len(inputs))
+
+    @torch.no_grad()
+    def evaluate() -> float:
         model.eval()
-        with torch.no_grad():
-            ndcg = float(validate())
-        curve.append({"epoch": epoch, "loss": total / len(inputs), "valid_ndcg@10": ndcg})
-        if ndcg > best:
-            best, best_state, since_best = ndcg, copy.deepcopy(model.state_dict()), 0
-        else:
-            since_best += 1
-            if since_best >= cfg.patience:
-                stop_reason = "early_stop"
-                break
-    if best_state is not None:
-        model.load_state_dict(best_state)
+        return validate()
+
+    if not len(inputs):
+        ctx.report_stop("no_training")
+        return {"epochs": 0, "train_loss": [], "best_valid_ndcg10": None}
+    stopped = train_with_patience(epoch, evaluate, max_rounds=cfg.max_epochs,
+                                  patience=cfg.patience, eval_every=cfg.eval_every,
+                                  snapshot=lambda: copy.deepcopy(model.state_dict()))
+    if stopped.best_state is not None:
+        model.load_state_dict(stopped.best_state)
     model.eval()
-    info = {"stop_reason": stop_reason, "epochs": epoch, "curve": curve,
-            "best_valid_ndcg@10": best if curve else None,
-            "fit_seconds": time.perf_counter() - start}
-    ctx.report_stop(stop_reason)
-    buffer = io.BytesIO()
-    torch.save({"state": model.state_dict(), "info": info}, buffer)
-    atomic_write_bytes(path, buffer.getvalue())
-    return {**info, "steps": steps, "cached": False}
+    ctx.report_stop(stopped.reason)
+    return {"epochs": stopped.rounds, "train_loss": losses,
+            "best_valid_ndcg10": stopped.best if math.isfinite(stopped.best) else None}
+
+
+# --------------------------------------------------------------------------- adapter base
+
+
+class SASRecAdapter(AdapterBase):
+    """What every SASRec-backbone method shares: build, train, score, diagnostics.
+
+    A subclass provides the item embedder (:meth:`item_embedder`) and, when the embedder
+    depends on artefacts beyond the config (e.g. semantic IDs), :meth:`checkpoint_extra`.
+    """
+
+    Config = SASRecConfig
+    output = "scores"
+
+    def __init__(self, config: Any) -> None:
+        super().__init__(config)
+        self.model: SASRec | None = None
+        self.training_info: dict[str, Any] = {}
+
+    def prepare(self, train: TrainData, ctx: RunContext) -> None:
+        """Build or load what the embedder needs (before the seeded weight initialisation)."""
+
+    def item_embedder(self, train: TrainData, ctx: RunContext) -> nn.Module:
+        raise NotImplementedError
+
+    def checkpoint_extra(self) -> Any:
+        return None
+
+    def fit(self, train: TrainData, validate: Callable[[], float], ctx: RunContext) -> None:
+        cfg = self.config
+        self.prepare(train, ctx)
+        torch.manual_seed(ctx.seed)  # initial weights
+        self.model = SASRec(self.item_embedder(train, ctx), cfg.max_len, cfg.hidden,
+                            cfg.n_layers, cfg.n_heads, cfg.dropout,
+                            ffn_mult=cfg.ffn_mult).to(ctx.device)
+        self.training_info = train_sasrec(self.model, train, validate, ctx, cfg,
+                                          cache_extra=self.checkpoint_extra())
+
+    @torch.no_grad()
+    def score(self, users: UserBatch) -> torch.Tensor:
+        assert self.model is not None, "fit() first"
+        self.model.eval()
+        return self.model.score_last(users).cpu()
+
+    def diagnostics(self) -> dict[str, Any]:
+        return {k: self.training_info[k] for k in ("epochs", "best_valid_ndcg10", "cached")
+                if k in self.training_info}

