@@ -8,7 +8,12 @@ import pytest
 from benchmark.cache import Cache
 from benchmark.data import ItemCatalog
 from benchmark.errors import BenchmarkError
-from benchmark.models.text_encoder import PACKAGED_MINILM, encode_items, encode_texts, load_text_model
+from benchmark.models.text_encoder import (
+    PACKAGED_MINILM,
+    encode_items,
+    encode_texts,
+    load_text_model,
+)
 
 
 @pytest.fixture(scope="session")
