@@ -6,11 +6,17 @@ Three sources, one result (:class:`Dataset`):
 - Amazon Reviews 2023 official JSONL / JSONL.GZ (``<Category>.jsonl`` + ``meta_<Category>.jsonl``);
 - any RecBole atomic-file dataset (``<name>.inter`` and optional ``<name>.item``).
 
-Preprocessing, in this order: drop exact duplicate rows, optional rating threshold, iterative
-k-core, drop users with fewer than ``min_user_interactions`` (leave-one-out needs 3), then order
-each user's interactions by timestamp. Equal timestamps keep the order of the source file: the
-sort key is (user, timestamp, source row), so the order is decided, not left to the sort
-algorithm. On ML-100K this matters: 599 of 943 users have a tie among their last three.
+Preprocessing, in this order: drop exact duplicate rows, resolve conflicting duplicates (the
+same user, item and timestamp with different ratings: an error by default, or keep the first
+row and count it), optional rating threshold, iterative k-core, drop users with fewer than
+``min_user_interactions`` (leave-one-out needs 3), then order each user's interactions by
+timestamp. Equal timestamps keep the order of the source file: the sort key is (user,
+timestamp, source row), so the order is decided, not left to the sort algorithm. On ML-100K
+this matters: 599 of 943 users have a tie among their last three.
+
+Timestamps must be present and numeric in every row; a file without them is accepted only when
+its dataset config declares the file order chronological (``preprocessing: {order: file}``).
+Text files are read as UTF-8; a byte that is not UTF-8 is an error naming the file and line.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ import importlib.util
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -35,6 +41,12 @@ class Preprocessing:
     rating_threshold: float | None = None  # keep interactions with rating >= threshold
     k_core: int = 0  # iterative: every user and item keeps >= k interactions (0 = off)
     min_user_interactions: int = 3  # leave-one-out needs train, valid and test items
+    # Same (user, item, timestamp) with different ratings: "error", or keep the first row
+    # (the count is recorded in the dataset stats).
+    conflicting_duplicates: Literal["error", "keep_first"] = "error"
+    # "timestamp": order by the timestamp column (it must be there); "file": the file order
+    # is chronological (datasets shipped as ordered sequences, or files without timestamps).
+    order: Literal["timestamp", "file"] = "timestamp"
 
 
 @dataclass
@@ -120,6 +132,17 @@ def preprocess(
         cols = [c for c in ("user_id", "item_id", "rating", "timestamp") if c in df.columns]
         df = df.drop_duplicates(subset=cols, keep="first")
     stats["after_duplicates"] = int(len(df))
+    conflicts = df.duplicated(subset=["user_id", "item_id", "timestamp"], keep="first")
+    if conflicts.any():
+        first = df[conflicts].iloc[0]
+        if prep.conflicting_duplicates == "error":
+            raise DataError(
+                f"{source}: {int(conflicts.sum())} interaction(s) repeat a (user, item, "
+                f"timestamp) with another rating (first: user {first['user_id']}, item "
+                f"{first['item_id']}); fix the file or set `preprocessing: "
+                "{conflicting_duplicates: keep_first}` in the dataset config")
+        df = df[~conflicts]
+    stats["conflicting_duplicates_dropped"] = int(conflicts.sum())
     if prep.rating_threshold is not None:
         if "rating" not in df.columns:
             raise DataError(f"{source}: rating_threshold is set but the data has no ratings")
@@ -183,12 +206,24 @@ def _k_core(df: pd.DataFrame, k: int) -> pd.DataFrame:
 # --------------------------------------------------------------------------- RecBole atomic files
 
 
+def _text_lines(path: Path, lines: Any) -> Any:
+    """(line number, text) of each line, decoded as UTF-8 with an error naming the line."""
+    for lineno, raw in enumerate(lines, start=1):
+        try:
+            yield lineno, raw.decode("utf-8") if isinstance(raw, bytes) else raw
+        except UnicodeDecodeError as exc:
+            raise DataError(f"{path}:{lineno}: not UTF-8 (byte 0x{raw[exc.start]:02x} at column "
+                            f"{exc.start + 1}); save the file as UTF-8") from None
+
+
 def _read_atomic(path: Path) -> pd.DataFrame:
     """Read a RecBole atomic file (tab-separated, header ``name:type``), checking every row."""
     if not path.is_file():
         raise DataError(f"{path}: file not found")
-    with open(path, encoding="utf-8") as fh:
-        header = fh.readline().rstrip("\n").split("\t")
+    with open(path, "rb") as fh:
+        lines = _text_lines(path, fh)
+        _, first = next(lines, (1, ""))
+        header = first.rstrip("\r\n").split("\t")
         if not header or any(":" not in h for h in header):
             raise DataError(
                 f"{path}:1: expected a RecBole header of tab-separated `field:type` columns, "
@@ -196,9 +231,11 @@ def _read_atomic(path: Path) -> pd.DataFrame:
             )
         names = [h.split(":", 1)[0] for h in header]
         types = [h.split(":", 1)[1] for h in header]
+        # Timestamps are numbers whatever type the header gives them, and never empty.
+        numeric = [t == "float" or n == "timestamp" for n, t in zip(names, types)]
         rows = []
-        for lineno, line in enumerate(fh, start=2):
-            line = line.rstrip("\n")
+        for lineno, line in lines:
+            line = line.rstrip("\r\n")
             if not line:
                 continue
             parts = line.split("\t")
@@ -207,19 +244,22 @@ def _read_atomic(path: Path) -> pd.DataFrame:
                     f"{path}:{lineno}: expected {len(names)} tab-separated fields "
                     f"({', '.join(header)}), got {len(parts)}"
                 )
-            for j, t in enumerate(types):
-                if t == "float" and parts[j] != "":
-                    try:
-                        float(parts[j])
-                    except ValueError:
-                        raise DataError(
-                            f"{path}:{lineno}: field {header[j]} expected a number, "
-                            f"got {parts[j]!r}"
-                        ) from None
+            for j, is_number in enumerate(numeric):
+                if not is_number or (parts[j] == "" and names[j] != "timestamp"):
+                    continue
+                try:
+                    value = float(parts[j])
+                except ValueError:
+                    value = float("nan")
+                if not np.isfinite(value):
+                    raise DataError(
+                        f"{path}:{lineno}: field {header[j]} expected a number, "
+                        f"got {parts[j]!r}"
+                    )
             rows.append(parts)
     frame = pd.DataFrame(rows, columns=names, dtype=object)
-    for name, t in zip(names, types):
-        if t == "float":
+    for name, is_number in zip(names, numeric):
+        if is_number:
             frame[name] = pd.to_numeric(frame[name])
     return frame
 
@@ -238,7 +278,15 @@ def load_atomic(path: Path | str, name: str, prep: Preprocessing) -> Dataset:
         if column not in frame.columns:
             raise DataError(f"{inter}:1: expected a `{column}:token` column")
     raw = pd.DataFrame({"user_id": frame["user_id"], "item_id": frame["item_id"]})
-    raw["timestamp"] = frame["timestamp"] if "timestamp" in frame else np.arange(len(frame))
+    if prep.order == "file":
+        raw["timestamp"] = np.arange(len(frame), dtype=np.float64)
+    elif "timestamp" in frame:
+        raw["timestamp"] = frame["timestamp"]
+    else:
+        raise DataError(
+            f"{inter}:1: no `timestamp` column, so the order of interactions is unknown; add "
+            "one, or declare the file order chronological with `preprocessing: {order: file}` "
+            "in a dataset config (configs/datasets/<name>.yaml)")
     if "rating" in frame:
         raw["rating"] = frame["rating"]
     item_file = inter.with_suffix(".item")
@@ -303,17 +351,24 @@ def _iter_jsonl(path: Path):
     if not path.is_file():
         raise DataError(f"{path}: file not found")
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{path}:{lineno}: expected one JSON object per line ({exc.msg})") from None
-            if not isinstance(record, dict):
-                raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(record).__name__}")
-            yield lineno, record
+    lineno = 0
+    try:
+        with opener(path, "rb") as fh:
+            for lineno, line in _text_lines(path, fh):
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise DataError(f"{path}:{lineno}: expected one JSON object per line "
+                                    f"({exc.msg})") from None
+                if not isinstance(record, dict):
+                    raise DataError(f"{path}:{lineno}: expected a JSON object, got "
+                                    f"{type(record).__name__}")
+                yield lineno, record
+    except (gzip.BadGzipFile, EOFError, OSError) as exc:  # not gzip, or cut short
+        raise DataError(f"{path}: unreadable after line {lineno} ({type(exc).__name__}: {exc}); "
+                        "the file is damaged or not gzip: download it again") from None
 
 
 def _as_text(value: Any) -> str:

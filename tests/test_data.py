@@ -98,3 +98,61 @@ def test_item_text_fields_from_atomic_item_file(tiny_atomic):
     assert list(attrs) == ["title", "year", "genres"]
     assert ds.catalog.text(0).startswith("title: Movie 1; year: 1991; genres: ")
     assert np.all([len(lbl) >= 1 for lbl in ds.catalog.labels])
+
+
+# ----------------------------------------------------------------------------- bad input
+
+
+def _inter(tmp_path, header: str, lines: list[str], name: str = "bad"):
+    folder = tmp_path / name
+    folder.mkdir()
+    path = folder / f"{name}.inter"
+    path.write_text("\n".join([header, *lines]) + "\n")
+    return path
+
+
+@pytest.mark.parametrize("value, what", [("soon", "'soon'"), ("", "''"), ("nan", "'nan'")])
+def test_timestamps_must_be_numbers_and_present(tmp_path, value, what):
+    # a token-typed timestamp column is read as numbers too; an empty one is not skipped
+    path = _inter(tmp_path, "user_id:token\titem_id:token\ttimestamp:token",
+                  ["1\t1\t10", f"1\t2\t{value}", "1\t3\t30"])
+    with pytest.raises(DataError, match=rf"bad.inter:3: field timestamp:token expected a number, got {what}"):
+        load_atomic(path, "bad", Preprocessing())
+
+
+def test_a_file_without_timestamps_needs_a_declared_order(tmp_path):
+    path = _inter(tmp_path, "user_id:token\titem_id:token", ["1\t3", "1\t1", "1\t2"])
+    with pytest.raises(DataError, match=r"bad.inter:1: no `timestamp` column.*order: file"):
+        load_atomic(path, "bad", Preprocessing())
+    ds = load_atomic(path, "bad", Preprocessing(order="file"))
+    assert [ds.catalog.item_ids[i] for i in ds.sequences()[0]] == ["3", "1", "2"]
+
+
+def test_conflicting_duplicates_are_an_error_or_a_recorded_policy(tmp_path):
+    rows = [(1, 1, 5, 10), (1, 2, 4, 20), (1, 2, 1, 20), (1, 3, 5, 30)]
+    path = write_atomic(tmp_path, "dup", rows)
+    with pytest.raises(DataError, match=r"1 interaction\(s\) repeat a \(user, item, timestamp\)"
+                                        r".*user 1, item 2.*conflicting_duplicates: keep_first"):
+        load_atomic(path, "dup", Preprocessing())
+    ds = load_atomic(path, "dup", Preprocessing(conflicting_duplicates="keep_first"))
+    assert len(ds.interactions) == 3 and ds.stats["conflicting_duplicates_dropped"] == 1
+
+
+def test_a_byte_that_is_not_utf8_names_file_and_line(tmp_path):
+    path = write_atomic(tmp_path, "enc", [(1, 1, 5, 10), (1, 2, 5, 20), (1, 3, 5, 30)],
+                        items=[(1, "Movie", 1990, "Drama"), (2, "Film", 1991, "Drama"),
+                               (3, "Three", 1992, "Drama")])
+    item = path.with_suffix(".item")
+    item.write_bytes(item.read_bytes().replace(b"Film", b"Caf\xe9"))
+    with pytest.raises(DataError, match=r"enc.item:3: not UTF-8 \(byte 0xe9 at column 6\)"):
+        load_atomic(path, "enc", Preprocessing())
+
+
+@pytest.mark.parametrize("damage", ["truncated", "not_gzip"])
+def test_damaged_gzip_is_a_clear_error(tmp_path, damage):
+    path = write_amazon(tmp_path / "amz", gz=True)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2] if damage == "truncated" else b"plain text\n" * 5)
+    with pytest.raises(DataError, match=r"Video_Games.jsonl.gz: unreadable after line \d+ .*"
+                                        r"damaged or not gzip"):
+        load_amazon2023(path, None, "amz", Preprocessing())
