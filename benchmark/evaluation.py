@@ -35,11 +35,19 @@ HEADLINE = "NDCG@10"
 
 def ranks_from_scores(scores: torch.Tensor, targets: torch.Tensor,
                       masked: torch.Tensor | None = None) -> torch.Tensor:
-    """Pessimistic 1-based rank of each target among unmasked items. [B, n] -> [B] float."""
+    """Pessimistic 1-based rank of each target among unmasked items. [B, n] -> [B] float.
+
+    Scores are compared in the adapter's own precision (float64 and int64 stay as they are;
+    half precision is widened to float32), so scores that differ only beyond float32's
+    precision still order the items.
+    """
     if scores.dim() != 2 or scores.shape[0] != targets.shape[0]:
         raise BenchmarkError(f"scores must be [batch, n_items], got {tuple(scores.shape)}")
-    scores = scores.float()
-    if torch.isnan(scores).any():
+    if scores.is_complex():
+        raise BenchmarkError(f"scores must be real numbers, got {scores.dtype}")
+    if scores.dtype in (torch.float16, torch.bfloat16, torch.bool):
+        scores = scores.float()
+    if scores.is_floating_point() and torch.isnan(scores).any():
         raise BenchmarkError("the adapter returned NaN scores")
     rows = torch.arange(scores.shape[0])
     target_scores = scores[rows, targets].unsqueeze(1)

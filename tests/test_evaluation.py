@@ -127,3 +127,13 @@ def test_metrics_agree_with_ranx_on_random_scores():
     assert ours["HR@10"] == pytest.approx(theirs["hit_rate@10"])
     assert ours["NDCG@10"] == pytest.approx(theirs["ndcg@10"])
     assert ours["MRR@20"] == pytest.approx(theirs["mrr@20"])
+
+
+@pytest.mark.parametrize("dtype, base", [(torch.float64, 1.7e9), (torch.int64, 2**41)])
+def test_ranks_keep_the_adapters_precision(dtype, base):
+    # the scores differ only beyond float32's precision: a float32 cast would tie them all and
+    # put every target last; in the adapter's own precision the order is exact
+    scores = (torch.tensor([[0, 1, 2, 3], [3, 2, 1, 0]], dtype=dtype) + torch.tensor(base, dtype=dtype))
+    assert torch.unique(scores.float()).numel() == 1  # float32 cannot tell them apart
+    ranks = ranks_from_scores(scores, torch.tensor([3, 1]))
+    assert ranks.tolist() == [1.0, 2.0]
