@@ -65,3 +65,11 @@ def test_include_of_an_unknown_method_and_a_yaml_without_adapter_fail(method_dir
     with pytest.raises(BenchmarkError, match="child.yaml: needs `adapter:"):
         registry.available()
 
+
+
+def test_shipped_variants_are_their_parent_plus_one_key():
+    assert registry.method_yaml("sasrec_id_bce") == {**registry.method_yaml("sasrec_id"),
+                                                     "loss": "bce"}
+    # Same pretraining keys under every profile: the two share one pretraining checkpoint.
+    assert registry.method_yaml("recformer_zeroshot") == {**registry.method_yaml("recformer"),
+                                                          "finetune": False}
