@@ -14,6 +14,9 @@ any other key), except ``profiles:``, which merges per profile: the child's keys
 ``profiles.<p>`` replace the parent's keys in that same block. The parent is looked up beside
 the child, then in ``configs/methods/``, then beside loaded external modules. A cycle is an
 error that names the files.
+
+Every class is checked against the adapter contract (``benchmark.adapter.check_contract``) when
+it registers and when :func:`adapter_class` hands it out, so a broken method fails at the door.
 """
 
 from __future__ import annotations
@@ -46,6 +49,13 @@ class MethodSpec:
     yaml_path: Path | None
 
 
+def _check_contract(name: str, cls: type) -> None:
+    # Imported here: benchmark.adapter loads numpy, and `import benchmark` loads this module.
+    from benchmark.adapter import check_contract
+
+    check_contract(name, cls)
+
+
 def register(name: str) -> Callable[[type], type]:
     """Class decorator: make an adapter class available under ``name``."""
 
@@ -53,6 +63,7 @@ def register(name: str) -> Callable[[type], type]:
         existing = _CLASSES.get(name)
         if existing is not None and existing.__qualname__ != cls.__qualname__:
             raise BenchmarkError(f"method name {name!r} registered twice ({existing} and {cls})")
+        _check_contract(name, cls)
         _CLASSES[name] = cls
         cls.registered_name = name
         return cls
@@ -171,9 +182,11 @@ def adapter_class(name: str) -> type:
         return _CLASSES[name]
     module = importlib.import_module(module_name)
     try:
-        return getattr(module, class_name)
+        cls = getattr(module, class_name)
     except AttributeError:
         raise BenchmarkError(f"method {name!r}: {module_name} has no class {class_name}") from None
+    _check_contract(name, cls)
+    return cls
 
 
 def method_yaml(name: str) -> dict[str, Any]:
