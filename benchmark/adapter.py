@@ -14,21 +14,50 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
 
 import numpy as np
 
-if TYPE_CHECKING:  # torch is imported lazily so that `import benchmark` stays cheap
-    import torch
+from benchmark.errors import BenchmarkError
 
+if TYPE_CHECKING:  # type-only: `import benchmark` stays cheap
     from benchmark.cache import Cache
     from benchmark.data import ItemCatalog
 
 # What an adapter may declare in `needs`, each one acted on by the runner before fitting:
 # "item_text": the dataset must carry item text (text encoders, semantic IDs, LLM prompts).
 KNOWN_NEEDS = frozenset({"item_text"})
+# What an adapter returns, and the method each output requires.
+OUTPUTS = {"scores": "score", "ranking": "rank"}
+
+
+def check_contract(name: str, cls: type) -> None:
+    """Raise BenchmarkError if ``cls`` cannot serve as method ``name`` (checked at registration
+    and lookup, so a broken method fails before any data is loaded, not midway through a run)."""
+
+    def fail(problem: str) -> NoReturn:
+        where = f"{cls.__module__}:{cls.__qualname__}" if isinstance(cls, type) else repr(cls)
+        raise BenchmarkError(f"method {name!r} ({where}): {problem}")
+
+    if not isinstance(cls, type):
+        fail("not a class")
+    config = getattr(cls, "Config", None)
+    if not (isinstance(config, type) and dataclasses.is_dataclass(config)):
+        fail("no `Config` dataclass (an empty `@dataclass class Config: pass` will do)")
+    output = getattr(cls, "output", "scores")  # the evaluator's default too
+    if output not in OUTPUTS:
+        fail(f"output {output!r} is not one of {sorted(OUTPUTS)}")
+    if not callable(getattr(cls, OUTPUTS[output], None)):
+        fail(f"output {output!r} but no {OUTPUTS[output]}() method")
+    if not callable(getattr(cls, "fit", None)):
+        fail("no fit() method")
+    needs = getattr(cls, "needs", frozenset())
+    if not isinstance(needs, (set, frozenset)) or not all(isinstance(n, str) for n in needs):
+        fail(f"`needs` must be a frozenset of strings, got {needs!r}")
+    unknown = sorted(needs - KNOWN_NEEDS)
+    if unknown:
+        fail(f"unknown needs {unknown}; the runner acts on {sorted(KNOWN_NEEDS)}")
 
 
 @dataclass(frozen=True)

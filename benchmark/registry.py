@@ -6,6 +6,17 @@ with ``@register("name")`` when its module is imported; a YAML variant (``sasrec
 at the same class under another name. Methods from outside the repository come from
 ``--adapter-module path/to/file.py`` (or a dotted module name) or from the ``benchmark.adapters``
 entry-point group; their YAML file (optional) is looked up beside the module as ``<name>.yaml``.
+
+A method YAML may say ``include: <parent method name>`` (as lm-evaluation-harness's task YAMLs
+do): the parent's YAML, its own includes resolved first, is the base and the file states only
+what differs. Top-level keys of the child replace the parent's (``adapter:`` is inherited like
+any other key), except ``profiles:``, which merges per profile: the child's keys in
+``profiles.<p>`` replace the parent's keys in that same block. The parent is looked up beside
+the child, then in ``configs/methods/``, then beside loaded external modules. A cycle is an
+error that names the files.
+
+Every class is checked against the adapter contract (``benchmark.adapter.check_contract``) when
+it registers and when :func:`adapter_class` hands it out, so a broken method fails at the door.
 """
 
 from __future__ import annotations
@@ -38,6 +49,13 @@ class MethodSpec:
     yaml_path: Path | None
 
 
+def _check_contract(name: str, cls: type) -> None:
+    # Imported here: benchmark.adapter loads numpy, and `import benchmark` loads this module.
+    from benchmark.adapter import check_contract
+
+    check_contract(name, cls)
+
+
 def register(name: str) -> Callable[[type], type]:
     """Class decorator: make an adapter class available under ``name``."""
 
@@ -45,6 +63,7 @@ def register(name: str) -> Callable[[type], type]:
         existing = _CLASSES.get(name)
         if existing is not None and existing.__qualname__ != cls.__qualname__:
             raise BenchmarkError(f"method name {name!r} registered twice ({existing} and {cls})")
+        _check_contract(name, cls)
         _CLASSES[name] = cls
         cls.registered_name = name
         return cls
@@ -60,6 +79,45 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise BenchmarkError(f"{path}: expected a mapping at the top level")
     return data
+
+
+def _find_parent(name: str, child: Path) -> Path:
+    """Where ``include: name`` in ``child`` points: beside it, then the built-ins, then extras."""
+    for folder in (child.parent, METHOD_CONFIG_DIR, *_EXTRA_CONFIG_DIRS):
+        if (folder / f"{name}.yaml").is_file():
+            return folder / f"{name}.yaml"
+    raise BenchmarkError(f"{child}: `include: {name}` names no method YAML ({name}.yaml not found)")
+
+
+def _profiles(data: dict[str, Any], path: Path) -> dict[str, dict[str, Any]]:
+    profiles = data.get("profiles") or {}
+    if not isinstance(profiles, dict) or not all(
+            isinstance(block, dict) or block is None for block in profiles.values()):
+        raise BenchmarkError(f"{path}: `profiles:` must map profile names to mappings")
+    return {p: dict(block or {}) for p, block in profiles.items()}
+
+
+def _resolved_yaml(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """The YAML at ``path`` with its ``include:`` chain merged in (child wins, per profile)."""
+    path = path.resolve()
+    if path in chain:
+        cycle = " -> ".join(str(p) for p in (*chain[chain.index(path):], path))
+        raise BenchmarkError(f"`include:` cycle: {cycle}")
+    data = _read_yaml(path)
+    parent_name = data.pop("include", None)
+    if parent_name is None:
+        return data
+    if not isinstance(parent_name, str):
+        raise BenchmarkError(f"{path}: `include:` takes one method name, got {parent_name!r}")
+    parent = _find_parent(parent_name, path)
+    merged = _resolved_yaml(parent, (*chain, path))
+    profiles = _profiles(merged, parent)
+    for profile, block in _profiles(data, path).items():
+        profiles[profile] = {**profiles.get(profile, {}), **block}
+    merged.update({k: v for k, v in data.items() if k != "profiles"})
+    if profiles:
+        merged["profiles"] = profiles
+    return merged
 
 
 def load_external(module: str) -> None:
@@ -94,10 +152,10 @@ def available() -> dict[str, MethodSpec]:
     """Every known method name and where its class lives."""
     specs: dict[str, MethodSpec] = dict(_entry_point_specs())
     for path in sorted(METHOD_CONFIG_DIR.glob("*.yaml")):
-        data = _read_yaml(path)
-        target = data.get("adapter")
+        target = _resolved_yaml(path).get("adapter")
         if not isinstance(target, str) or ":" not in target:
-            raise BenchmarkError(f"{path}: needs `adapter: \"module:Class\"`")
+            raise BenchmarkError(
+                f"{path}: needs `adapter: \"module:Class\"` (its own or its `include:`'s)")
         specs[path.stem] = MethodSpec(path.stem, target, path)
     for name, cls in _CLASSES.items():
         if name not in specs:
@@ -124,16 +182,18 @@ def adapter_class(name: str) -> type:
         return _CLASSES[name]
     module = importlib.import_module(module_name)
     try:
-        return getattr(module, class_name)
+        cls = getattr(module, class_name)
     except AttributeError:
         raise BenchmarkError(f"method {name!r}: {module_name} has no class {class_name}") from None
+    _check_contract(name, cls)
+    return cls
 
 
 def method_yaml(name: str) -> dict[str, Any]:
-    """The method's YAML (without the `adapter` key), or {} when it has none."""
+    """The method's YAML with its ``include:`` chain merged (without `adapter`), or {}."""
     s = spec(name)
     if s.yaml_path is None:
         return {}
-    data = _read_yaml(s.yaml_path)
+    data = _resolved_yaml(s.yaml_path)
     data.pop("adapter", None)
     return data
