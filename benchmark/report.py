@@ -6,9 +6,7 @@ for ranking methods, timings, parameters, diagnostics); nothing is read from log
 
 from __future__ import annotations
 
-import json
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +16,9 @@ from tabulate import tabulate
 
 from benchmark import registry
 from benchmark.cache import atomic_write_text
-from benchmark.evaluation import HEADLINE, METRICS, metric_values
-from benchmark.runner import DEFAULT_RESULTS_DIR, harness_settings, ranks_from_table
+from benchmark.evaluation import HEADLINE, METRICS
+from benchmark.results import MethodRuns, load_results, ranks_from_table
+from benchmark.settings import DEFAULT_RESULTS_DIR, harness_settings
 from benchmark.statistics import bootstrap_ci, compare_to_reference
 
 ALPHA = 0.05
@@ -27,64 +26,6 @@ PROTOCOL_TITLES = {"loo": "leave-one-out (`loo`)", "cold_item": "cold-start item
 SLICE_COLUMNS = {"history_bucket": ("short", "medium", "long"),
                  "popularity_bucket": ("head", "torso", "tail"),
                  "cold_item": (True, False)}
-
-
-@dataclass
-class MethodRuns:
-    """All seeds of one method under one (dataset, protocol)."""
-
-    name: str
-    results: list[dict[str, Any]] = field(default_factory=list)
-    tables: list[pd.DataFrame] = field(default_factory=list)
-
-    @property
-    def list_length(self) -> int | None:
-        return self.results[0].get("list_length")
-
-    def per_user(self, metric: str, mask: np.ndarray | None = None) -> np.ndarray | None:
-        """Per-user values averaged over seeds (None if the metric is undefined here)."""
-        seeds = []
-        for table in self.tables:
-            values = metric_values(ranks_from_table(table), self.list_length)
-            if metric not in values:
-                return None
-            seeds.append(values[metric])
-        v = np.mean(seeds, axis=0)
-        return v if mask is None else v[mask]
-
-    def seed_means(self, metric: str) -> list[float]:
-        out = []
-        for table in self.tables:
-            values = metric_values(ranks_from_table(table), self.list_length)
-            if metric in values:
-                out.append(float(values[metric].mean()))
-        return out
-
-    def mean_of(self, *keys: str) -> float | None:
-        vals = []
-        for r in self.results:
-            v: Any = r
-            for k in keys:
-                v = v.get(k) if isinstance(v, dict) else None
-            if isinstance(v, (int, float)):
-                vals.append(float(v))
-        return float(np.mean(vals)) if vals else None
-
-
-def load_results(results_dir: Path) -> dict[tuple[str, str], dict[str, MethodRuns]]:
-    """{(dataset, protocol): {method: MethodRuns}} from ``<dataset>/<protocol>/<method>/seed*.json``."""
-    found: dict[tuple[str, str], dict[str, MethodRuns]] = {}
-    for path in sorted(results_dir.glob("*/*/*/seed*.json")):
-        method_dir = path.parent
-        dataset, protocol, method = method_dir.parent.parent.name, method_dir.parent.name, method_dir.name
-        csv = path.with_suffix(".per_user.csv")
-        if not csv.exists():
-            continue
-        runs = found.setdefault((dataset, protocol), {}).setdefault(method, MethodRuns(method))
-        runs.results.append(json.loads(path.read_text()))
-        table = pd.read_csv(csv, dtype={"user_id": str, "target_item_id": str})
-        runs.tables.append(table.sort_values("user_id", kind="stable").reset_index(drop=True))
-    return found
 
 
 def _fmt(x: float | None, digits: int = 4) -> str:

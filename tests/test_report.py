@@ -1,6 +1,7 @@
 """Report pieces that read method diagnostics."""
 
-from benchmark.report import MethodRuns, _steerability
+from benchmark.report import _steerability
+from benchmark.results import MethodRuns
 
 
 def test_steerability_table_is_rendered_from_diagnostics():
