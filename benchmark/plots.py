@@ -20,7 +20,7 @@ def plot_overall(path: Path, data: dict[str, tuple[float, float, float]], title:
         return None
     names = list(data)[::-1]
     means = np.array([data[n][0] for n in names])
-    err = np.array([[data[n][0] - data[n][1] for n in names], [data[n][2] - data[n][0] for n in names]])
+    err = _error_bars([data[n] for n in names])
     fig, ax = plt.subplots(figsize=(7, 0.45 * len(names) + 1.2))
     ax.barh(names, means, xerr=err, color="#4c72b0", capsize=3)
     ax.set_xlabel(HEADLINE)
@@ -48,7 +48,7 @@ def plot_slices(path: Path, data: dict[str, dict[str, tuple]], order: list[str],
     for j, name in enumerate(order):
         vals = [data[label].get(name, (np.nan, np.nan, np.nan)) for label in labels]
         means = np.array([v[0] for v in vals])
-        err = np.array([[v[0] - v[1] for v in vals], [v[2] - v[0] for v in vals]])
+        err = _error_bars(vals)
         ax.bar(np.arange(len(labels)) + j * width, means, width, yerr=err, capsize=2, label=name)
     ax.set_xticks(np.arange(len(labels)) + 0.4 - width / 2)
     ax.set_xticklabels([label.split("=", 1)[1] for label in labels])
@@ -60,3 +60,10 @@ def plot_slices(path: Path, data: dict[str, dict[str, tuple]], order: list[str],
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def _error_bars(values: list[tuple[float, float, float]]) -> np.ndarray:
+    """[2, n] distances from each mean to its CI bounds. A constant sample's CI is [c, c] while
+    its float mean can differ from c in the last bit; matplotlib refuses that -1e-17, so clip."""
+    err = np.array([[m - lo for m, lo, _ in values], [hi - m for m, _, hi in values]])
+    return np.clip(err, 0.0, None)
