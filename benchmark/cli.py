@@ -104,15 +104,16 @@ def _load_external(modules: list[str]) -> None:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from benchmark import registry, runner
+    from benchmark import registry
+    from benchmark.settings import DATASET_CONFIG_DIR, harness_settings
 
     _load_external(args.adapter_module)
-    peers = set(runner.harness_settings("default").peers)
+    peers = set(harness_settings("default").peers)
     print("methods:")
     for name, spec in registry.available().items():
         print(f"  {name:22s} {spec.target}{'  (peer: --with-peers)' if name in peers else ''}")
     print("datasets:")
-    for path in sorted(runner.DATASET_CONFIG_DIR.glob("*.yaml")):
+    for path in sorted(DATASET_CONFIG_DIR.glob("*.yaml")):
         print(f"  {path.stem}")
     print("  <path>                 RecBole .inter file/folder, or Amazon 2023 <Category>.jsonl[.gz]")
     print("profiles: smoke, default, paper")
@@ -133,10 +134,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
     from benchmark import registry, report, runner
+    from benchmark.results import headline
+    from benchmark.settings import default_cache_dir, harness_settings, results_dir_for
 
     _load_external(args.adapter_module)
     harness_over, method_over = _split_overrides(args.overrides)
-    settings = runner.harness_settings(args.profile, harness_over)
+    settings = harness_settings(args.profile, harness_over)
     known = registry.available()
     if args.all:
         methods = [m for m in known if m not in settings.peers or args.with_peers]
@@ -149,8 +152,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     seeds = ([int(s) for s in args.seeds.split(",")] if args.seeds else settings.seeds)
     protocols = ("loo", "cold_item") if args.protocol == "both" else (args.protocol,)
     jobs = [(p, m, s) for p in protocols for m in methods for s in seeds]
-    cache_dir = args.cache_dir or runner.default_cache_dir()
-    out_dir = runner.results_dir_for(args.profile, args.results_dir, cache_dir)
+    cache_dir = args.cache_dir or default_cache_dir()
+    out_dir = results_dir_for(args.profile, args.results_dir, cache_dir)
     start = time.perf_counter()
     bar = tqdm(jobs, desc="runs", disable=args.no_progress)
     for protocol, method, seed in bar:
@@ -164,7 +167,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             show_progress=not args.no_progress, harness_overrides=harness_over,
         )
         path = runner.run(req)
-        tqdm.write(f"{method:20s} {protocol:9s} seed{seed}: {runner.headline(path)}")
+        tqdm.write(f"{method:20s} {protocol:9s} seed{seed}: {headline(path)}")
     print(f"wall time: {time.perf_counter() - start:.1f} s; results in {out_dir}")
     if not args.no_report:
         output = report.write_report(out_dir)
@@ -185,9 +188,10 @@ def _overrides_for(method: str, overrides: dict, n_methods: int) -> dict:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from benchmark import report, runner
+    from benchmark import report
+    from benchmark.settings import DEFAULT_RESULTS_DIR
 
-    results = args.results_dir or runner.DEFAULT_RESULTS_DIR
+    results = args.results_dir or DEFAULT_RESULTS_DIR
     if not Path(results).is_dir():
         raise BenchmarkError(f"{results}: no such results directory")
     output = report.write_report(Path(results), args.output)

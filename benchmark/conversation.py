@@ -40,13 +40,14 @@ class Conversational(Protocol):
 def _fitted(args: argparse.Namespace):
     from benchmark import runner
     from benchmark.config import parse_overrides
+    from benchmark.settings import harness_settings
 
     req = runner.RunRequest(
         method=args.method, dataset=args.dataset, protocol=args.protocol, seed=args.seed,
         profile=args.profile, overrides=parse_overrides(args.overrides), meta=args.meta,
         cache_dir=args.cache_dir, show_progress=not args.no_progress,
     )
-    settings = runner.harness_settings(args.profile)
+    settings = harness_settings(args.profile)
     if settings.threads:
         import torch
 

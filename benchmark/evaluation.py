@@ -17,16 +17,19 @@ item, so IDCG = 1); MRR@20 = 1/r if r <= 20. HR@100 needs a list of >= 100 items
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from benchmark.adapter import UserBatch
 from benchmark.errors import BenchmarkError
 from benchmark.splits import Cases
+
+if TYPE_CHECKING:  # torch loads only to rank: the metrics and the report work without it
+    import torch
 
 CUTOFFS = (5, 10, 20)
 METRICS = ("HR@5", "HR@10", "HR@20", "NDCG@5", "NDCG@10", "NDCG@20", "MRR@20", "HR@100")
@@ -41,6 +44,8 @@ def ranks_from_scores(scores: torch.Tensor, targets: torch.Tensor,
     half precision is widened to float32), so scores that differ only beyond float32's
     precision still order the items.
     """
+    import torch
+
     if scores.dim() != 2 or scores.shape[0] != targets.shape[0]:
         raise BenchmarkError(f"scores must be [batch, n_items], got {tuple(scores.shape)}")
     if scores.is_complex():
@@ -62,6 +67,8 @@ def ranks_from_scores(scores: torch.Tensor, targets: torch.Tensor,
 def ranks_from_lists(lists: torch.Tensor, targets: torch.Tensor, n_items: int
                      ) -> tuple[torch.Tensor, float]:
     """Rank of each target in a top-K list (inf if absent), and the share of duplicate slots."""
+    import torch
+
     if lists.dim() != 2 or lists.shape[0] != targets.shape[0]:
         raise BenchmarkError(f"rankings must be [batch, k], got {tuple(lists.shape)}")
     lists = lists.long()
@@ -104,7 +111,7 @@ class EvalOutput:
 def evaluate(adapter: Any, cases: Cases, n_items: int, *, mask_history: bool = True,
              k: int = 20, batch_size: int = 256, progress: Callable | None = None) -> EvalOutput:
     """Rank every case's target with the adapter's scores or top-K lists."""
-    import time
+    import torch
 
     start = time.perf_counter()
     out = np.empty(len(cases), dtype=np.float64)
@@ -143,6 +150,9 @@ def evaluate(adapter: Any, cases: Cases, n_items: int, *, mask_history: bool = T
 
 
 def history_mask(histories: list[np.ndarray], n_items: int) -> torch.Tensor:
+    """[B, n_items] True where an item is in the user's input history."""
+    import torch
+
     mask = torch.zeros(len(histories), n_items, dtype=torch.bool)
     rows = np.repeat(np.arange(len(histories)), [len(h) for h in histories])
     if len(rows):

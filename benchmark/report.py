@@ -6,7 +6,6 @@ for ranking methods, timings, parameters, diagnostics); nothing is read from log
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,8 +17,10 @@ from tabulate import tabulate
 
 from benchmark import registry
 from benchmark.cache import atomic_write_text
-from benchmark.evaluation import HEADLINE, METRICS, metric_values
-from benchmark.runner import DEFAULT_RESULTS_DIR, harness_settings, ranks_from_table
+from benchmark.evaluation import HEADLINE, METRICS
+from benchmark.plots import plot_overall, plot_slices
+from benchmark.results import MethodRuns, load_results, ranks_from_table
+from benchmark.settings import DEFAULT_RESULTS_DIR, HarnessSettings, harness_settings
 from benchmark.statistics import bootstrap_ci, compare_to_reference
 
 ALPHA = 0.05
@@ -27,64 +28,6 @@ PROTOCOL_TITLES = {"loo": "leave-one-out (`loo`)", "cold_item": "cold-start item
 SLICE_COLUMNS = {"history_bucket": ("short", "medium", "long"),
                  "popularity_bucket": ("head", "torso", "tail"),
                  "cold_item": (True, False)}
-
-
-@dataclass
-class MethodRuns:
-    """All seeds of one method under one (dataset, protocol)."""
-
-    name: str
-    results: list[dict[str, Any]] = field(default_factory=list)
-    tables: list[pd.DataFrame] = field(default_factory=list)
-
-    @property
-    def list_length(self) -> int | None:
-        return self.results[0].get("list_length")
-
-    def per_user(self, metric: str, mask: np.ndarray | None = None) -> np.ndarray | None:
-        """Per-user values averaged over seeds (None if the metric is undefined here)."""
-        seeds = []
-        for table in self.tables:
-            values = metric_values(ranks_from_table(table), self.list_length)
-            if metric not in values:
-                return None
-            seeds.append(values[metric])
-        v = np.mean(seeds, axis=0)
-        return v if mask is None else v[mask]
-
-    def seed_means(self, metric: str) -> list[float]:
-        out = []
-        for table in self.tables:
-            values = metric_values(ranks_from_table(table), self.list_length)
-            if metric in values:
-                out.append(float(values[metric].mean()))
-        return out
-
-    def mean_of(self, *keys: str) -> float | None:
-        vals = []
-        for r in self.results:
-            v: Any = r
-            for k in keys:
-                v = v.get(k) if isinstance(v, dict) else None
-            if isinstance(v, (int, float)):
-                vals.append(float(v))
-        return float(np.mean(vals)) if vals else None
-
-
-def load_results(results_dir: Path) -> dict[tuple[str, str], dict[str, MethodRuns]]:
-    """{(dataset, protocol): {method: MethodRuns}} from ``<dataset>/<protocol>/<method>/seed*.json``."""
-    found: dict[tuple[str, str], dict[str, MethodRuns]] = {}
-    for path in sorted(results_dir.glob("*/*/*/seed*.json")):
-        method_dir = path.parent
-        dataset, protocol, method = method_dir.parent.parent.name, method_dir.parent.name, method_dir.name
-        csv = path.with_suffix(".per_user.csv")
-        if not csv.exists():
-            continue
-        runs = found.setdefault((dataset, protocol), {}).setdefault(method, MethodRuns(method))
-        runs.results.append(json.loads(path.read_text()))
-        table = pd.read_csv(csv, dtype={"user_id": str, "target_item_id": str})
-        runs.tables.append(table.sort_values("user_id", kind="stable").reset_index(drop=True))
-    return found
 
 
 def _fmt(x: float | None, digits: int = 4) -> str:
@@ -113,63 +56,129 @@ def _aligned(methods: dict[str, MethodRuns]) -> bool:
     return all(i == ids[0] for i in ids)
 
 
-def _tests(methods: dict[str, MethodRuns], reference: str | None, metric: str,
-           mask: np.ndarray | None) -> dict[str, dict]:
-    if reference is None or reference not in methods:
-        return {}
-    per_user = {}
-    for name, runs in methods.items():
-        v = runs.per_user(metric, mask)
-        if v is not None and len(v):
-            per_user[name] = v
-    if reference not in per_user:
-        return {}
-    return compare_to_reference(per_user, reference)
-
-
 def _choose_reference(methods: dict[str, MethodRuns], preferred: str, fallback: str) -> str | None:
     if preferred in methods:
         return preferred
     return fallback if fallback in methods else None
 
 
-def _section(dataset: str, protocol: str, methods: dict[str, MethodRuns], results_dir: Path,
-             report_dir: Path, preferred: str, fallback: str, resamples: int) -> list[str]:
-    lines: list[str] = []
-    first = next(iter(methods.values())).results[0]
+def _slice_masks(table0: pd.DataFrame) -> list[tuple[str, str, np.ndarray]]:
+    """(label, column header, mask) of every slice bucket present in a per-user file."""
+    out = []
+    for column, buckets in SLICE_COLUMNS.items():
+        if column not in table0 or table0[column].isna().all():
+            continue
+        for bucket in buckets:
+            mask = (table0[column].astype(str) == str(bucket)).to_numpy()
+            label = {True: "cold", False: "warm"}.get(bucket, bucket) if column == "cold_item" else bucket
+            out.append((f"{column}={label}", f"{label} (n={int(mask.sum())})", mask))
+    return out
+
+
+@dataclass
+class Comparison:
+    """The methods of one (dataset, protocol), in leaderboard order, and what they are tested
+    against. Per-user values are compared only when every method has the same users."""
+
+    methods: dict[str, MethodRuns]
+    reference: str | None
+    aligned: bool
+    order: list[str]
+    slices: list[tuple[str, str, np.ndarray]]
+    settings: HarnessSettings
+    _tests: dict = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def of(cls, methods: dict[str, MethodRuns], settings: HarnessSettings) -> Comparison:
+        aligned = _aligned(methods)
+        reference = _choose_reference(methods, settings.reference, settings.fallback_reference)
+        order = sorted(methods, key=lambda n: -(methods[n].per_user(HEADLINE).mean()))
+        table0 = next(iter(methods.values())).tables[0]
+        return cls(methods, reference if aligned else None, aligned, order,
+                   _slice_masks(table0), settings)
+
+    def ci(self, values: np.ndarray) -> tuple[float, float]:
+        """95% bootstrap CI of the mean, with the profile's resamples and seed."""
+        return bootstrap_ci(values, seed=self.settings.bootstrap_seed,
+                            n_resamples=self.settings.bootstrap_resamples)
+
+    def tests(self, metric: str, mask: np.ndarray | None = None, label: str = "all"
+              ) -> dict[str, dict]:
+        """Paired tests of every method against the reference on ``metric`` (Holm-corrected)."""
+        key = (metric, label)
+        if key not in self._tests:
+            self._tests[key] = self._compare(metric, mask)
+        return self._tests[key]
+
+    def _compare(self, metric: str, mask: np.ndarray | None) -> dict[str, dict]:
+        if self.reference is None:
+            return {}
+        per_user = {}
+        for name, runs in self.methods.items():
+            v = runs.per_user(metric, mask)
+            if v is not None and len(v):
+                per_user[name] = v
+        if self.reference not in per_user:
+            return {}
+        return compare_to_reference(per_user, self.reference)
+
+    def slice_means(self, name: str) -> dict[str, tuple[float, float, float]]:
+        """{slice label: (mean, CI low, CI high)} of the headline metric (aligned users only)."""
+        out = {}
+        for label, _, mask in self.slices:
+            v = self.methods[name].per_user(HEADLINE, mask) if self.aligned else None
+            if v is not None and len(v):
+                out[label] = (float(v.mean()), *self.ci(v))
+        return out
+
+
+def _section(dataset: str, protocol: str, methods: dict[str, MethodRuns], plot_dir: Path,
+             report_dir: Path, settings: HarnessSettings) -> list[str]:
+    """One (dataset, protocol): header, leaderboard, slices, cold depth, paired tests, plots."""
+    c = Comparison.of(methods, settings)
+    table0 = next(iter(methods.values())).tables[0]
+    slice_means = {name: c.slice_means(name) for name in c.order}
+    return [*_header(dataset, protocol, c), *_leaderboard(c), *_slice_table(c, slice_means),
+            *_cold_depth(methods, c.order, table0, c.reference), *_significance(c),
+            *_plots(dataset, protocol, c, slice_means, plot_dir, report_dir)]
+
+
+def _header(dataset: str, protocol: str, c: Comparison) -> list[str]:
+    first = next(iter(c.methods.values())).results[0]
     stats = first["dataset"]["stats"]
-    reference = _choose_reference(methods, preferred, fallback)
-    aligned = _aligned(methods)
-    if not aligned:
-        reference = None
-    lines += [f"## {dataset} — {PROTOCOL_TITLES.get(protocol, protocol)}", ""]
-    lines.append(
-        f"{stats['n_users']:,} users, {stats['n_items']:,} items, "
-        f"{stats['n_interactions']:,} interactions; {first['n_test_cases']} test cases, "
-        f"{first['n_valid_cases']} validation cases; split `{first['split_hash']}`"
-        + (f", cold set `{first['cold_set_hash']}` ({first['cold_set_size']} items)"
-           if first.get("cold_set_hash") else "")
-        + f". Reference for significance: **{reference or 'none'}**."
-    )
-    lines.append("")
-    # Leaderboard
-    tests = {m: _tests(methods, reference, m, None) for m in METRICS}
-    order = sorted(methods, key=lambda n: -(methods[n].per_user(HEADLINE).mean()))
+    if c.reference is None:
+        why = ("" if c.aligned else
+               " (the methods' per-user files hold different users, so nothing is tested)")
+    elif c.reference != c.settings.reference:
+        why = f" ({c.settings.reference} has no results here)"
+    else:
+        why = ""
+    line = (f"{stats['n_users']:,} users, {stats['n_items']:,} items, "
+            f"{stats['n_interactions']:,} interactions; {first['n_test_cases']} test cases, "
+            f"{first['n_valid_cases']} validation cases; split `{first['split_hash']}`"
+            + (f", cold set `{first['cold_set_hash']}` ({first['cold_set_size']} items)"
+               if first.get("cold_set_hash") else "")
+            + f". Reference for significance: **{c.reference or 'none'}**{why}.")
+    return [f"## {dataset} — {PROTOCOL_TITLES.get(protocol, protocol)}", "", line, ""]
+
+
+def _leaderboard(c: Comparison) -> list[str]:
+    """Every metric over all test users, best NDCG@10 first, with CIs, seed spread and cost."""
+    with_ci = (HEADLINE, "HR@10")
     rows = []
-    for name in order:
-        runs = methods[name]
-        row = [f"**{name}**" if name == reference else name]
+    for name in c.order:
+        runs = c.methods[name]
+        row = [f"**{name}**" if name == c.reference else name]
         for metric in METRICS:
             v = runs.per_user(metric)
             if v is None:
                 row.append("n/a")
                 continue
             cell = _fmt(float(v.mean()))
-            if metric in (HEADLINE, "HR@10"):
-                lo, hi = bootstrap_ci(v, seed=0, n_resamples=resamples)
+            if metric in with_ci:
+                lo, hi = c.ci(v)
                 cell += f" [{_fmt(lo)}, {_fmt(hi)}]"
-            cell += _mark(tests[metric].get(name))
-            row.append(cell)
+            row.append(cell + _mark(c.tests(metric).get(name)))
         seed_means = runs.seed_means(HEADLINE)
         row.append(f"{np.mean(seed_means):.4f} ± {np.std(seed_means):.4f} ({len(seed_means)})")
         row.append(_seconds(runs.mean_of("timing", "fit_seconds")))
@@ -177,60 +186,63 @@ def _section(dataset: str, protocol: str, methods: dict[str, MethodRuns], result
         row.append(_params(runs.mean_of("parameters", "trainable")))
         row.append(runs.results[0]["training"]["stop_reason"])
         rows.append(row)
-    headers = ["method", *[f"{m} [95% CI]" if m in (HEADLINE, "HR@10") else m for m in METRICS],
+    headers = ["method", *[f"{m} [95% CI]" if m in with_ci else m for m in METRICS],
                "NDCG@10 seeds mean ± std (n)", "fit s", "infer s", "trainable", "stopped by"]
-    lines += [tabulate(rows, headers, tablefmt="pipe", disable_numparse=True), ""]
-    # Slices
-    lines += [f"### Slices ({HEADLINE}, 95% CI; n = test cases in the slice)", ""]
-    slice_rows, slice_headers, plot_data = [], ["method"], {}
-    table0 = next(iter(methods.values())).tables[0]
-    masks = []
-    for column, buckets in SLICE_COLUMNS.items():
-        if column not in table0 or table0[column].isna().all():
-            continue
-        for bucket in buckets:
-            mask = (table0[column].astype(str) == str(bucket)).to_numpy()
-            label = {True: "cold", False: "warm"}.get(bucket, bucket) if column == "cold_item" else bucket
-            masks.append((f"{column}={label}", mask))
-            slice_headers.append(f"{label} (n={int(mask.sum())})")
-    slice_tests = {label: _tests(methods, reference, HEADLINE, mask) for label, mask in masks}
-    for name in order:
+    return [tabulate(rows, headers, tablefmt="pipe", disable_numparse=True), ""]
+
+
+def _slice_table(c: Comparison, slice_means: dict[str, dict[str, tuple]]) -> list[str]:
+    """The headline metric per slice bucket, with CIs and marks against the reference."""
+    rows = []
+    for name in c.order:
         row = [name]
-        for label, mask in masks:
-            v = methods[name].per_user(HEADLINE, mask) if aligned else None
-            if v is None or not len(v):
+        for label, _, mask in c.slices:
+            if label not in slice_means[name]:
                 row.append("n/a")
                 continue
-            lo, hi = bootstrap_ci(v, seed=0, n_resamples=resamples)
-            row.append(f"{v.mean():.4f} [{lo:.4f}, {hi:.4f}]{_mark(slice_tests[label].get(name))}")
-            plot_data.setdefault(label, {})[name] = (float(v.mean()), lo, hi)
-        slice_rows.append(row)
-    lines += [tabulate(slice_rows, slice_headers, tablefmt="pipe", disable_numparse=True), ""]
-    lines += _cold_depth(methods, order, table0, reference)
-    # Significance details
-    if reference:
-        lines += [f"### Paired tests against {reference} ({HEADLINE}, Holm within each slice)", ""]
-        sig_rows = []
-        for label, mask in [("all", None), *masks]:
-            res = _tests(methods, reference, HEADLINE, mask)
-            for name in order:
-                if name in res:
-                    t = res[name]
-                    sig_rows.append([label, name, f"{t['mean_diff']:+.4f}", f"{t['t_p_holm']:.3g}",
-                                     f"{t['wilcoxon_p_holm']:.3g}"])
-        lines += [tabulate(sig_rows, ["slice", "method", "Δ vs ref", "t-test p (Holm)",
-                                      "Wilcoxon p (Holm)"], tablefmt="pipe",
-                           disable_numparse=True), ""]
-    # Plots
-    plot_dir = results_dir / "plots"
-    overall = {n: methods[n].per_user(HEADLINE) for n in order}
-    overall_ci = {n: (float(v.mean()), *bootstrap_ci(v, seed=0, n_resamples=resamples))
-                  for n, v in overall.items()}
-    p1 = _plot_overall(plot_dir / f"{dataset}_{protocol}_ndcg10.png", overall_ci,
-                       f"{dataset} {protocol}: {HEADLINE} (95% CI)")
-    p2 = _plot_slices(plot_dir / f"{dataset}_{protocol}_slices.png", plot_data, order,
-                      f"{dataset} {protocol}: {HEADLINE} by slice")
-    for p in (p1, p2):
+            mean, lo, hi = slice_means[name][label]
+            mark = _mark(c.tests(HEADLINE, mask, label).get(name))
+            row.append(f"{mean:.4f} [{lo:.4f}, {hi:.4f}]{mark}")
+        rows.append(row)
+    headers = ["method", *[header for _, header, _ in c.slices]]
+    return [f"### Slices ({HEADLINE}, 95% CI; n = test cases in the slice)", "",
+            tabulate(rows, headers, tablefmt="pipe", disable_numparse=True), ""]
+
+
+def _significance(c: Comparison) -> list[str]:
+    """Difference and Holm-corrected p-values of every method against the reference."""
+    if not c.reference:
+        return []
+    rows = []
+    for label, _, mask in [("all", "", None), *c.slices]:
+        tests = c.tests(HEADLINE, mask, label)
+        for name in c.order:
+            if name in tests:
+                t = tests[name]
+                rows.append([label, name, f"{t['mean_diff']:+.4f}", f"{t['t_p_holm']:.3g}",
+                             f"{t['wilcoxon_p_holm']:.3g}"])
+    headers = ["slice", "method", "Δ vs ref", "t-test p (Holm)", "Wilcoxon p (Holm)"]
+    return [f"### Paired tests against {c.reference} ({HEADLINE}, Holm within each slice)", "",
+            tabulate(rows, headers, tablefmt="pipe", disable_numparse=True), ""]
+
+
+def _plots(dataset: str, protocol: str, c: Comparison, slice_means: dict[str, dict[str, tuple]],
+           plot_dir: Path, report_dir: Path) -> list[str]:
+    """Bar charts of the headline metric overall and by slice, linked from the report."""
+    overall = {}
+    for name in c.order:
+        v = c.methods[name].per_user(HEADLINE)
+        overall[name] = (float(v.mean()), *c.ci(v))
+    by_slice: dict[str, dict[str, tuple]] = {}
+    for name in c.order:
+        for label, value in slice_means[name].items():
+            by_slice.setdefault(label, {})[name] = value
+    paths = [plot_overall(plot_dir / f"{dataset}_{protocol}_ndcg10.png", overall,
+                           f"{dataset} {protocol}: {HEADLINE} (95% CI)"),
+             plot_slices(plot_dir / f"{dataset}_{protocol}_slices.png", by_slice, c.order,
+                          f"{dataset} {protocol}: {HEADLINE} by slice")]
+    lines: list[str] = []
+    for p in paths:
         if p:
             lines += [f"![{p.stem}]({os.path.relpath(p, report_dir)})", ""]
     return lines
@@ -265,57 +277,6 @@ def _cold_depth(methods: dict[str, MethodRuns], order: list[str], table0: pd.Dat
             "(Holm) are for score methods, whose every rank is known.", "",
             tabulate(rows, ["method", "HR@20", "HR@100", "median rank", "mean rank Δ vs ref (- = higher)",
                             "Wilcoxon p (Holm)"], tablefmt="pipe", disable_numparse=True), ""]
-
-
-def _plot_overall(path: Path, data: dict[str, tuple[float, float, float]], title: str) -> Path | None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    if not data:
-        return None
-    names = list(data)[::-1]
-    means = np.array([data[n][0] for n in names])
-    err = np.array([[data[n][0] - data[n][1] for n in names], [data[n][2] - data[n][0] for n in names]])
-    fig, ax = plt.subplots(figsize=(7, 0.45 * len(names) + 1.2))
-    ax.barh(names, means, xerr=err, color="#4c72b0", capsize=3)
-    ax.set_xlabel(HEADLINE)
-    ax.set_title(title)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
-
-def _plot_slices(path: Path, data: dict[str, dict[str, tuple]], order: list[str], title: str
-                 ) -> Path | None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    if not data:
-        return None
-    labels = list(data)
-    width = 0.8 / max(1, len(order))
-    fig, ax = plt.subplots(figsize=(max(7, 1.3 * len(labels)), 4.2))
-    for j, name in enumerate(order):
-        vals = [data[label].get(name, (np.nan, np.nan, np.nan)) for label in labels]
-        means = np.array([v[0] for v in vals])
-        err = np.array([[v[0] - v[1] for v in vals], [v[2] - v[0] for v in vals]])
-        ax.bar(np.arange(len(labels)) + j * width, means, width, yerr=err, capsize=2, label=name)
-    ax.set_xticks(np.arange(len(labels)) + 0.4 - width / 2)
-    ax.set_xticklabels([label.split("=", 1)[1] for label in labels])
-    ax.set_ylabel(HEADLINE)
-    ax.set_title(title)
-    ax.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
 
 
 def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
@@ -395,7 +356,7 @@ equal score). Generative methods return a top-{k} list; a target outside it is a
 is n/a for them. `cold_item`: a fixed 10% of the catalogue (split seed independent of model
 seeds) loses every interaction from training and input histories; validation cases with a cold
 target are dropped; every test case is evaluated and those with a cold target form the `cold`
-slice. Means with 95% percentile-bootstrap CIs (1,000 resamples in the tables, seeded) over test
+slice. Means with 95% percentile-bootstrap CIs ({resamples:,} resamples in the tables, seeded) over test
 users. ▲ / ▼: significantly better / worse than the reference (paired t-test on per-user
 values, Holm-corrected across methods within each dataset, protocol, slice and metric,
 p < 0.05); Wilcoxon signed-rank p-values are in the paired-test tables. With several seeds,
@@ -416,12 +377,13 @@ def write_report(results_dir: Path, output: Path | None = None) -> Path:
     first = next((m.results[0] for ms in found.values() for m in ms.values()), None)
     masking = "" if first is None or first["harness"]["mask_history"] else " (here: NOT masked)"
     k = first["harness"]["top_k"] if first else 20
-    lines = [PREAMBLE.format(results=os.path.relpath(results_dir, output.parent), masking=masking, k=k)]
+    lines = [PREAMBLE.format(results=os.path.relpath(results_dir, output.parent), masking=masking,
+                             k=k, resamples=settings.bootstrap_resamples)]
     if not found:
         lines.append("No results yet: run `python -m benchmark --all`.")
     for (dataset, protocol), methods in sorted(found.items(), key=lambda kv: (kv[0][0], kv[0][1] != "loo")):
-        lines += _section(dataset, protocol, methods, results_dir, output.parent,
-                          settings.reference, settings.fallback_reference, 1000)
+        lines += _section(dataset, protocol, methods, results_dir / "plots", output.parent,
+                          settings)
     lines += _steerability(found)
     lines += _diagnostics(found)
     lines += _run_table(found)

@@ -134,7 +134,7 @@ def test_recommend_prints_real_titles_for_any_scoring_method(tiny_atomic, cache_
 
 
 def test_commit_is_dirty_for_code_changes_but_not_for_run_outputs(tmp_path, monkeypatch):
-    from benchmark import registry, runner
+    from benchmark import provenance, registry
 
     def git(*args):
         subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
@@ -146,10 +146,10 @@ def test_commit_is_dirty_for_code_changes_but_not_for_run_outputs(tmp_path, monk
     git("add", ".")
     git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init")
     monkeypatch.setattr(registry, "REPO_ROOT", tmp_path)
-    clean = runner._git_commit()
+    clean = provenance.git_commit()
     assert clean and not clean.endswith("+dirty")
     (tmp_path / "REPORT.md").write_text("v2\n")
     (tmp_path / "results" / "r.json").write_text("v2\n")
-    assert runner._git_commit() == clean  # a run rewriting its outputs is not a code change
+    assert provenance.git_commit() == clean  # a run rewriting its outputs is not a code change
     (tmp_path / "code.py").write_text("v2\n")
-    assert runner._git_commit() == clean + "+dirty"
+    assert provenance.git_commit() == clean + "+dirty"

@@ -12,6 +12,7 @@ import torch
 
 from benchmark import registry, runner
 from benchmark.data import Preprocessing, load_atomic
+from benchmark.settings import harness_settings
 from benchmark.splits import draw_cold_items
 
 METHODS = sorted(registry.available())
@@ -41,7 +42,7 @@ def test_runner_feeds_no_held_out_interaction(method, tiny_atomic, tmp_path, mon
     monkeypatch.setattr(cls, "parameter_counts", lambda self: (0, 0), raising=False)
 
     full = load_atomic(tiny_atomic, "tiny", Preprocessing()).sequences()
-    settings = runner.harness_settings("smoke")
+    settings = harness_settings("smoke")
     cold = set(draw_cold_items(30, settings.cold_fraction, settings.split_seed).tolist())
     for protocol in ("loo", "cold_item"):
         seen["histories"].clear()

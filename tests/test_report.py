@@ -1,6 +1,7 @@
 """Report pieces that read method diagnostics."""
 
-from benchmark.report import MethodRuns, _steerability
+from benchmark.report import _steerability
+from benchmark.results import MethodRuns
 
 
 def test_steerability_table_is_rendered_from_diagnostics():
@@ -37,3 +38,17 @@ def test_cold_depth_table_gives_ranks_of_cold_targets_only():
     assert "| gen      | 0.333   | n/a      | > 20          |" in text
     table0_warm = table0.assign(cold_item=[None] * 4)
     assert _cold_depth(methods, ["ref"], table0_warm, "ref") == []
+
+
+def test_report_reads_results_without_the_runner_or_torch():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import benchmark.report, sys; "
+            "assert 'torch' not in sys.modules and 'benchmark.runner' not in sys.modules; "
+            "assert not [m for m in sys.modules if m.startswith(('benchmark.models', 'adapters', "
+            "'baselines'))]")
+    root = Path(__file__).resolve().parent.parent
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr

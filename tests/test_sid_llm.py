@@ -311,11 +311,12 @@ def test_recommend_command_prints_real_titles(random_sids, tiny_atomic, cache_di
 def test_chat_keeps_the_conversation_and_leaves_on_quit(random_sids, tiny_atomic, cache_dir):
     from benchmark import conversation, runner
     from benchmark.config import parse_overrides  # noqa: F401  (runner API check)
+    from benchmark.settings import harness_settings
 
     req = runner.RunRequest(method="sid_llm", dataset=str(tiny_atomic), protocol="loo", seed=0,
                             overrides={}, meta=None, cache_dir=cache_dir,
                             show_progress=False)
-    settings = runner.harness_settings("smoke")
+    settings = harness_settings("smoke")
     dataset, split = runner.prepare(req, settings)
     adapter, _, _ = runner.fit_adapter(req, settings, dataset, split)
     inputs = iter(["something like Movie 4", "why?", "quit", "never read"])

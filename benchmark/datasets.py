@@ -1,0 +1,69 @@
+"""A dataset by config name (``configs/datasets/<name>.yaml``) or by path, and its fingerprint."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+import yaml
+
+from benchmark.cache import stable_hash
+from benchmark.config import build_config
+from benchmark.data import Dataset, Preprocessing, load_amazon2023, load_atomic, load_ml100k
+from benchmark.errors import BenchmarkError
+from benchmark.settings import DATASET_CONFIG_DIR
+
+
+@lru_cache(maxsize=8)
+def load_dataset(name_or_path: str, meta: str | None = None, max_users: int | None = None) -> Dataset:
+    """A dataset by config name (``configs/datasets/<name>.yaml``) or by path.
+
+    A path ending in ``.jsonl``/``.jsonl.gz`` is Amazon Reviews 2023 (meta file beside it or
+    ``meta``); a ``.inter`` file or a folder holding one is a RecBole atomic dataset.
+    """
+    cfg_path = DATASET_CONFIG_DIR / f"{name_or_path}.yaml"
+    if cfg_path.exists():
+        cfg = yaml.safe_load(cfg_path.read_text()) or {}
+        loader = cfg.pop("loader", None)
+        prep = build_config(Preprocessing, [(str(cfg_path), cfg.pop("preprocessing", {}) or {})])
+        path = cfg.pop("path", None)
+        meta = cfg.pop("meta", meta)
+        if cfg:
+            raise BenchmarkError(f"{cfg_path}: unknown keys {sorted(cfg)}")
+        if loader == "recbole_ml100k":
+            dataset = load_ml100k(prep)
+        elif loader == "atomic":
+            dataset = load_atomic(path, name_or_path, prep)
+        elif loader == "amazon2023":
+            dataset = load_amazon2023(path, meta, name_or_path, prep)
+        else:
+            raise BenchmarkError(f"{cfg_path}: unknown loader {loader!r}")
+    else:
+        path = Path(name_or_path)
+        if not path.exists():
+            known = ", ".join(p.stem for p in sorted(DATASET_CONFIG_DIR.glob("*.yaml")))
+            raise BenchmarkError(
+                f"dataset {name_or_path!r} is neither a known name ({known}) nor an existing path")
+        prep = Preprocessing()
+        if path.name.endswith((".jsonl", ".jsonl.gz")):
+            stem = path.name.removesuffix(".gz").removesuffix(".jsonl")
+            dataset = load_amazon2023(path, meta, stem, prep)
+        else:
+            dataset = load_atomic(path, path.stem, prep)
+    if max_users is not None and max_users < dataset.n_users:
+        dataset = _first_users(dataset, max_users)
+    return dataset
+
+
+def _first_users(dataset: Dataset, n: int) -> Dataset:
+    """Keep the first ``n`` users (smoke profile); the catalogue is kept whole."""
+    inter = dataset.interactions[dataset.interactions["user"] < n].reset_index(drop=True)
+    stats = dict(dataset.stats, n_users=n, n_interactions=int(len(inter)), subsampled_users=n)
+    return Dataset(dataset.name, inter, dataset.user_ids[:n], dataset.catalog, stats)
+
+
+def dataset_fingerprint(dataset: Dataset) -> str:
+    """Hash of the preprocessed interactions and the catalogue: part of every run's cache key."""
+    inter = dataset.interactions
+    return stable_hash([dataset.name, inter["user"].to_numpy(), inter["item"].to_numpy(),
+                        dataset.catalog.fingerprint()])

@@ -1,0 +1,69 @@
+"""Figures of the report (matplotlib, Agg backend, PNG); None when there is nothing to draw."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from benchmark.evaluation import HEADLINE
+
+
+def plot_overall(path: Path, data: dict[str, tuple[float, float, float]], title: str) -> Path | None:
+    """Horizontal bars of each method's mean with its CI; ``data``: name -> (mean, lo, hi)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not data:
+        return None
+    names = list(data)[::-1]
+    means = np.array([data[n][0] for n in names])
+    err = _error_bars([data[n] for n in names])
+    fig, ax = plt.subplots(figsize=(7, 0.45 * len(names) + 1.2))
+    ax.barh(names, means, xerr=err, color="#4c72b0", capsize=3)
+    ax.set_xlabel(HEADLINE)
+    ax.set_title(title)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_slices(path: Path, data: dict[str, dict[str, tuple]], order: list[str], title: str
+                 ) -> Path | None:
+    """Grouped bars, one group per slice; ``data``: slice label -> name -> (mean, lo, hi)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not data:
+        return None
+    labels = list(data)
+    width = 0.8 / max(1, len(order))
+    fig, ax = plt.subplots(figsize=(max(7, 1.3 * len(labels)), 4.2))
+    for j, name in enumerate(order):
+        vals = [data[label].get(name, (np.nan, np.nan, np.nan)) for label in labels]
+        means = np.array([v[0] for v in vals])
+        err = _error_bars(vals)
+        ax.bar(np.arange(len(labels)) + j * width, means, width, yerr=err, capsize=2, label=name)
+    ax.set_xticks(np.arange(len(labels)) + 0.4 - width / 2)
+    ax.set_xticklabels([label.split("=", 1)[1] for label in labels])
+    ax.set_ylabel(HEADLINE)
+    ax.set_title(title)
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _error_bars(values: list[tuple[float, float, float]]) -> np.ndarray:
+    """[2, n] distances from each mean to its CI bounds. A constant sample's CI is [c, c] while
+    its float mean can differ from c in the last bit; matplotlib refuses that -1e-17, so clip."""
+    err = np.array([[m - lo for m, lo, _ in values], [hi - m for m, _, hi in values]])
+    return np.clip(err, 0.0, None)

@@ -1,0 +1,211 @@
+"""Result files: what a run writes and how the report reads it back.
+
+Layout: ``<results>/<dataset>/<protocol>/<method>/seed<k>.json`` with ``seed<k>.per_user.csv``
+beside it (``user_id``, ``target_item_id``, ``rank`` -- 1-based, empty for a miss -- then one
+column per slice). A finished run is first written into its cache folder, then copied into
+place, so an interrupted run never leaves half a result under ``results/``.
+
+Reading accepts every schema version listed in ``READABLE_SCHEMAS`` and hands back the current
+shape: a version-1 ``training.validation_ndcg10`` (a list of floats) becomes ``training.curve``
+points whose ``examples`` and ``seconds`` are unknown (None).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from benchmark.cache import atomic_write_text
+from benchmark.errors import BenchmarkError
+from benchmark.evaluation import HEADLINE, history_buckets, metric_values, popularity_buckets
+from benchmark.statistics import bootstrap_ci
+
+if TYPE_CHECKING:
+    from benchmark.data import Dataset
+    from benchmark.settings import HarnessSettings
+    from benchmark.splits import Split
+
+SCHEMA_VERSION = 2  # 2: training.curve holds {examples, seconds, valid_ndcg10} points
+READABLE_SCHEMAS = (1, 2)
+
+# --------------------------------------------------------------------------- writing
+
+
+def per_user_table(dataset: Dataset, split: Split, ranks: np.ndarray
+                   ) -> tuple[pd.DataFrame, dict[str, dict[str, np.ndarray]], list[float]]:
+    """The per-user file's rows, the slice masks over them, and the history-bucket edges."""
+    lengths = np.array([len(h) for h in split.test.histories])
+    hist_labels, edges = history_buckets(lengths)
+    pop = popularity_buckets(split.item_counts())
+    targets = split.test.targets
+    cold = np.isin(targets, split.cold_items)
+    table = pd.DataFrame({
+        "user_id": [dataset.user_ids[u] for u in split.test.users],
+        "target_item_id": [dataset.catalog.item_ids[i] for i in targets],
+        "rank": pd.array([int(r) if np.isfinite(r) else None for r in ranks], dtype="Int64"),
+        "history_bucket": hist_labels,
+        "popularity_bucket": pop[targets],
+        "cold_item": cold if split.protocol == "cold_item" else [None] * len(targets),
+    })
+    slices: dict[str, dict[str, np.ndarray]] = {"all": {"all": np.ones(len(targets), bool)}}
+    slices["history_bucket"] = {b: hist_labels == b for b in ("short", "medium", "long")}
+    slices["popularity_bucket"] = {b: pop[targets] == b for b in ("head", "torso", "tail")}
+    if split.protocol == "cold_item":
+        slices["cold_item"] = {"cold": cold, "warm": ~cold}
+    return table, slices, edges
+
+
+def ranks_from_table(table: pd.DataFrame) -> np.ndarray:
+    """Per-user ranks back from a per-user file (empty = miss = inf)."""
+    return table["rank"].astype("Float64").fillna(np.inf).to_numpy(dtype=np.float64)
+
+
+def slice_metrics(per_user: pd.DataFrame, slices: dict[str, dict[str, np.ndarray]],
+                  list_length: int | None, settings: HarnessSettings) -> dict:
+    """{slice: {bucket: {"n", metric: {"mean", "ci95"}}}} for the result JSON."""
+    values = metric_values(ranks_from_table(per_user), list_length)
+    out: dict[str, dict[str, Any]] = {}
+    for slice_name, buckets in slices.items():
+        out[slice_name] = {}
+        for bucket, mask in buckets.items():
+            entry: dict[str, Any] = {"n": int(mask.sum())}
+            for metric, v in values.items():
+                sub = v[mask]
+                lo, hi = bootstrap_ci(sub, seed=settings.bootstrap_seed,
+                                      n_resamples=settings.bootstrap_resamples)
+                entry[metric] = {"mean": float(sub.mean()) if len(sub) else None,
+                                 "ci95": [lo, hi] if len(sub) else None}
+            out[slice_name][bucket] = entry
+    return out
+
+
+def jsonable(obj: Any) -> Any:
+    """``obj`` with numpy values as Python ones and non-finite floats as None (strict JSON)."""
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return None
+    return obj
+
+
+def write_run(run_dir: Path, per_user: pd.DataFrame, result: dict[str, Any]) -> None:
+    """A finished run's two files into its cache folder, each written atomically."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    per_user.to_csv(run_dir / "per_user.csv.tmp", index=False)
+    os.replace(run_dir / "per_user.csv.tmp", run_dir / "per_user.csv")
+    atomic_write_text(run_dir / "result.json", json.dumps(result, indent=1, sort_keys=False))
+
+
+def is_complete(run_dir: Path) -> bool:
+    """Whether a cache folder holds both files of a finished run."""
+    return (run_dir / "result.json").exists() and (run_dir / "per_user.csv").exists()
+
+
+def install(run_dir: Path, target: Path) -> None:
+    """Copy a finished run from its cache folder to ``target`` (the JSON) and the CSV beside it."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(run_dir / "per_user.csv", target.with_suffix(".per_user.csv"))
+    shutil.copyfile(run_dir / "result.json", target)
+
+
+def headline(result_path: Path) -> str:
+    """One line for the console: NDCG@10 with its CI, and the fit time."""
+    result = read_result(Path(result_path))
+    m = result["metrics"]["all"]["all"][HEADLINE]
+    lo, hi = m["ci95"]
+    return (f"{HEADLINE} {m['mean']:.4f} [{lo:.4f}, {hi:.4f}]  "
+            f"fit {result['timing']['fit_seconds']:.1f}s")
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def read_result(path: Path) -> dict[str, Any]:
+    """A result JSON in the current shape; a schema this code does not know is an error."""
+    result = json.loads(Path(path).read_text())
+    version = result.get("schema_version")
+    if version not in READABLE_SCHEMAS:
+        raise BenchmarkError(
+            f"{path}: result schema version {version!r} is unknown; this version of the "
+            f"benchmark reads versions {', '.join(map(str, READABLE_SCHEMAS))}")
+    if version == 1:
+        training = dict(result.get("training") or {})
+        values = training.pop("validation_ndcg10", None) or []
+        training["examples_seen"] = None
+        training["curve"] = [{"examples": None, "seconds": None, "valid_ndcg10": v}
+                             for v in values]
+        result["training"] = training
+    return result
+
+
+@dataclass
+class MethodRuns:
+    """All seeds of one method under one (dataset, protocol)."""
+
+    name: str
+    results: list[dict[str, Any]] = field(default_factory=list)
+    tables: list[pd.DataFrame] = field(default_factory=list)
+
+    @property
+    def list_length(self) -> int | None:
+        return self.results[0].get("list_length")
+
+    def per_user(self, metric: str, mask: np.ndarray | None = None) -> np.ndarray | None:
+        """Per-user values averaged over seeds (None if the metric is undefined here)."""
+        seeds = []
+        for table in self.tables:
+            values = metric_values(ranks_from_table(table), self.list_length)
+            if metric not in values:
+                return None
+            seeds.append(values[metric])
+        v = np.mean(seeds, axis=0)
+        return v if mask is None else v[mask]
+
+    def seed_means(self, metric: str) -> list[float]:
+        """The metric's mean over users, one value per seed."""
+        out = []
+        for table in self.tables:
+            values = metric_values(ranks_from_table(table), self.list_length)
+            if metric in values:
+                out.append(float(values[metric].mean()))
+        return out
+
+    def mean_of(self, *keys: str) -> float | None:
+        """Mean over seeds of a numeric field of the result JSON (``"timing", "fit_seconds"``)."""
+        vals = []
+        for r in self.results:
+            v: Any = r
+            for k in keys:
+                v = v.get(k) if isinstance(v, dict) else None
+            if isinstance(v, (int, float)):
+                vals.append(float(v))
+        return float(np.mean(vals)) if vals else None
+
+
+def load_results(results_dir: Path) -> dict[tuple[str, str], dict[str, MethodRuns]]:
+    """{(dataset, protocol): {method: MethodRuns}} from ``<dataset>/<protocol>/<method>/seed*.json``."""
+    found: dict[tuple[str, str], dict[str, MethodRuns]] = {}
+    for path in sorted(Path(results_dir).glob("*/*/*/seed*.json")):
+        method_dir = path.parent
+        dataset, protocol, method = method_dir.parent.parent.name, method_dir.parent.name, method_dir.name
+        csv = path.with_suffix(".per_user.csv")
+        if not csv.exists():
+            continue
+        runs = found.setdefault((dataset, protocol), {}).setdefault(method, MethodRuns(method))
+        runs.results.append(read_result(path))
+        table = pd.read_csv(csv, dtype={"user_id": str, "target_item_id": str})
+        runs.tables.append(table.sort_values("user_id", kind="stable").reset_index(drop=True))
+    return found

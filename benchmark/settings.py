@@ -1,0 +1,66 @@
+"""Harness settings of a profile and the places a run reads from and writes to.
+
+A profile (``configs/profiles/<profile>.yaml``) fixes the protocol: the significance reference,
+seeds, split seed and cold fraction, masking, the list length asked of ranking methods, and the
+bootstrap used for CIs. Only the ``default`` profile writes into the committed ``results/``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from benchmark import registry
+from benchmark.config import PROFILES, build_config
+from benchmark.errors import BenchmarkError
+
+DATASET_CONFIG_DIR = registry.CONFIG_DIR / "datasets"
+PROFILE_CONFIG_DIR = registry.CONFIG_DIR / "profiles"
+DEFAULT_RESULTS_DIR = registry.REPO_ROOT / "results"
+
+
+@dataclass(frozen=True)
+class HarnessSettings:
+    """Protocol settings of a profile (``configs/profiles/<profile>.yaml``)."""
+
+    reference: str = "sasrec_id"  # significance reference; `popularity` when it has no results
+    fallback_reference: str = "popularity"
+    seeds: list[int] = field(default_factory=lambda: [0])
+    split_seed: int = 0  # draws the cold set; independent of the model seed
+    cold_fraction: float = 0.1
+    mask_history: bool = True
+    top_k: int = 20  # list length asked of ranking (generative) methods
+    eval_batch_size: int = 256
+    bootstrap_resamples: int = 1000
+    bootstrap_seed: int = 0
+    max_users: int | None = None  # evaluate only the first N users (smoke profile)
+    threads: int | None = None  # torch threads; None = torch's default
+    peers: list[str] = field(default_factory=list)  # run by --with-peers or by name, not --all
+
+
+def harness_settings(profile: str, overrides: dict[str, Any] | None = None) -> HarnessSettings:
+    """The profile's settings, with ``--set harness.key=value`` overrides on top."""
+    if profile not in PROFILES:
+        raise BenchmarkError(f"unknown profile {profile!r}; known: {', '.join(PROFILES)}")
+    path = PROFILE_CONFIG_DIR / f"{profile}.yaml"
+    data = yaml.safe_load(path.read_text()) if path.exists() else {}
+    layers = [(str(path.relative_to(registry.REPO_ROOT)), data or {})]
+    if overrides:
+        layers.append(("--set harness.*", overrides))
+    return build_config(HarnessSettings, layers)
+
+
+def default_cache_dir() -> Path:
+    """``$BENCHMARK_CACHE``, else ``.cache/`` in the repository."""
+    return Path(os.environ.get("BENCHMARK_CACHE", registry.REPO_ROOT / ".cache"))
+
+
+def results_dir_for(profile: str, given: Path | None, cache_dir: Path) -> Path:
+    """Only the default profile writes into results/; others into the cache (or --results-dir)."""
+    if given is not None:
+        return Path(given)
+    return DEFAULT_RESULTS_DIR if profile == "default" else cache_dir / f"results-{profile}"

@@ -1,0 +1,143 @@
+"""The report, built from hand-written per-user files, says what a hand computation says.
+
+Ten test users (u00..u09); NDCG@10 of a 1-based rank r is 1/log2(r + 1): rank 1 -> 1, rank 3 ->
+1/2, rank 7 -> 1/3, rank 20 or a miss -> 0. The default profile's settings apply (reference
+sasrec_id, fallback popularity, 1,000 bootstrap resamples).
+"""
+
+import json
+
+import pytest
+
+from benchmark.report import write_report
+
+USERS = [f"u{i:02d}" for i in range(10)]
+HISTORY = ["short"] * 5 + ["long"] * 5
+
+
+def write_method(root, method, ranks, seed=0, users=USERS, fit_seconds=1.0):
+    """One seed of one method: a per-user CSV as the runner writes it, and a minimal JSON."""
+    folder = root / "toy" / "loo" / method
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = ["user_id,target_item_id,rank,history_bucket,popularity_bucket,cold_item"]
+    lines += [f"{u},i{n},{'' if r is None else r},{h},,"
+              for n, (u, r, h) in enumerate(zip(users, ranks, HISTORY))]
+    (folder / f"seed{seed}.per_user.csv").write_text("\n".join(lines) + "\n")
+    result = {
+        "schema_version": 2, "method": method, "seed": seed, "protocol": "loo",
+        "profile": "default", "split_hash": "abc", "cold_set_hash": None, "cold_set_size": 0,
+        "n_valid_cases": 10, "n_test_cases": 10, "list_length": None,
+        "dataset": {"name": "toy",
+                    "stats": {"n_users": 10, "n_items": 50, "n_interactions": 200}},
+        "harness": {"mask_history": True, "top_k": 20},
+        "environment": {"git_commit": "0123456789abcdef",
+                        "hardware": {"device": "cpu", "torch_threads": 2}},
+        "timing": {"fit_seconds": fit_seconds, "inference_seconds": 0.5},
+        "peak_rss_mb": 100.0, "parameters": {"trainable": 1000},
+        "training": {"stop_reason": "early_stop", "examples_seen": 0, "curve": []},
+        "diagnostics": {},
+    }
+    (folder / f"seed{seed}.json").write_text(json.dumps(result))
+
+
+def tables(text):
+    """Every pipe table of the report in order, as lists of rows of stripped cells."""
+    out, current = [], None
+    for line in text.splitlines():
+        if line.startswith("|"):
+            if current is None:
+                current = []
+                out.append(current)
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            if not set("".join(cells)) <= set("-:"):  # skip the separator row
+                current.append(cells)
+        else:
+            current = None
+    return out
+
+
+def report(results, tmp_path):
+    return write_report(results, tmp_path / "REPORT.md").read_text()
+
+
+@pytest.fixture
+def main_run(tmp_path):
+    """sasrec_id ranks every target 3rd (NDCG@10 = 1/2); weak 7th (1/3); strong has two seeds,
+    1st and 7th (per-user mean 2/3); mixed alternates hits and misses (0.55 overall)."""
+    results = tmp_path / "results"
+    write_method(results, "sasrec_id", [3] * 10)
+    write_method(results, "weak", [7] * 10)
+    write_method(results, "strong", [1] * 10, seed=0, fit_seconds=2.0)
+    write_method(results, "strong", [7] * 10, seed=1, fit_seconds=4.0)
+    write_method(results, "mixed", [1, None, 1, 20, 1, 20, 1, 20, 1, 3])
+    return report(results, tmp_path)
+
+
+def test_header_names_the_reference(main_run):
+    assert ("10 users, 50 items, 200 interactions; 10 test cases, 10 validation cases; split "
+            "`abc`. Reference for significance: **sasrec_id**.") in main_run
+    assert "1,000 resamples in the tables" in main_run
+
+
+def test_leaderboard_is_ordered_by_ndcg10_with_seeds_averaged(main_run):
+    header, *rows = tables(main_run)[0]
+    col = {name: header.index(name) for name in
+           ("NDCG@10 [95% CI]", "NDCG@10 seeds mean ± std (n)", "fit s", "HR@10 [95% CI]")}
+    assert [r[0] for r in rows] == ["strong", "mixed", "**sasrec_id**", "weak"]
+    by = {r[0]: r for r in rows}
+    # strong: per-user (1 + 1/3) / 2 = 2/3 for every user, a constant +1/6 over the reference
+    assert by["strong"][col["NDCG@10 [95% CI]"]] == "0.6667 [0.6667, 0.6667] ▲"
+    assert by["strong"][col["NDCG@10 seeds mean ± std (n)"]] == "0.6667 ± 0.3333 (2)"
+    assert by["strong"][col["fit s"]] == "3.0"  # timings are averaged over seeds too
+    # ranks 1 and 7 both hit the top 10, as does the reference's 3: no difference, no mark
+    assert by["strong"][col["HR@10 [95% CI]"]] == "1.0000 [1.0000, 1.0000]"
+    assert by["weak"][col["NDCG@10 [95% CI]"]] == "0.3333 [0.3333, 0.3333] ▼"
+    assert by["**sasrec_id**"][col["NDCG@10 [95% CI]"]] == "0.5000 [0.5000, 0.5000]"
+    # mixed: differences of +-1/2 around the reference: a mean of 0.55, not significant
+    mixed = by["mixed"][col["NDCG@10 [95% CI]"]]
+    assert mixed.startswith("0.5500 [") and mixed.endswith("]")
+
+
+def test_slices_and_paired_tests(main_run):
+    slices, paired = tables(main_run)[1:3]
+    assert slices[0] == ["method", "short (n=5)", "medium (n=0)", "long (n=5)"]
+    by = {r[0]: r[1:] for r in slices[1:]}
+    assert by["strong"] == ["0.6667 [0.6667, 0.6667] ▲", "n/a", "0.6667 [0.6667, 0.6667] ▲"]
+    assert by["weak"][0] == "0.3333 [0.3333, 0.3333] ▼"
+    # mixed, short users: 1, 0, 1, 0, 1 -> 0.6; long users: 0, 1, 0, 1, 1/2 -> 0.5
+    assert by["mixed"][0].startswith("0.6000 [") and by["mixed"][0].endswith("]")
+    assert by["mixed"][2].startswith("0.5000 [") and by["mixed"][2].endswith("]")
+    assert "### Paired tests against sasrec_id (NDCG@10, Holm within each slice)" in main_run
+    assert paired[0] == ["slice", "method", "Δ vs ref", "t-test p (Holm)", "Wilcoxon p (Holm)"]
+    rows = {(r[0], r[1]): r[2:] for r in paired[1:]}
+    assert [r[1] for r in paired[1:] if r[0] == "all"] == ["strong", "mixed", "weak"]
+    assert rows["all", "strong"][:2] == ["+0.1667", "0"]  # a constant difference: t is infinite
+    assert rows["all", "weak"][:2] == ["-0.1667", "0"]
+    assert rows["all", "mixed"][0] == "+0.0500" and float(rows["all", "mixed"][1]) > 0.5
+    assert rows["history_bucket=long", "mixed"] == ["+0.0000", "1", "1"]  # differences cancel
+
+
+def test_popularity_is_the_reference_when_sasrec_id_has_no_results(tmp_path):
+    results = tmp_path / "results"
+    write_method(results, "popularity", [3] * 10)
+    write_method(results, "strong", [1] * 10)
+    text = report(results, tmp_path)
+    assert ("Reference for significance: **popularity** (sasrec_id has no results here).") in text
+    rows = tables(text)[0][1:]
+    assert [r[0] for r in rows] == ["strong", "**popularity**"]
+    assert "1.0000 [1.0000, 1.0000] ▲" in rows[0]
+    assert "### Paired tests against popularity" in text
+
+
+def test_methods_on_different_users_are_not_tested(tmp_path):
+    results = tmp_path / "results"
+    write_method(results, "sasrec_id", [3] * 10)
+    write_method(results, "strong", [1] * 10, users=[f"u{i:02d}" for i in range(1, 11)])
+    text = report(results, tmp_path)
+    assert ("Reference for significance: **none** (the methods' per-user files hold different "
+            "users, so nothing is tested).") in text
+    assert "### Paired tests" not in text
+    leaderboard, slices = tables(text)[:2]
+    assert not [cell for row in leaderboard + slices for cell in row if "▲" in cell or "▼" in cell]
+    assert [r[0] for r in leaderboard[1:]] == ["strong", "sasrec_id"]
+    assert all(cell == "n/a" for row in slices[1:] for cell in row[1:])
