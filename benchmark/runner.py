@@ -8,7 +8,6 @@ stored in the cache under a key of everything that determines it, so an interrup
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 import time
 from dataclasses import dataclass, field
@@ -18,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from benchmark import provenance, registry
-from benchmark.adapter import KNOWN_NEEDS, RunContext, TrainData
+from benchmark.adapter import RunContext, TrainData
 from benchmark.cache import Cache, stable_hash
 from benchmark.config import build_config, method_layers, to_dict
 from benchmark.data import Dataset
@@ -45,20 +44,15 @@ RUNNER_VERSION = 2  # bump when a change here alters results, to invalidate cach
 
 def resolve_config(method: str, profile: str, overrides: dict[str, Any]) -> tuple[type, Any]:
     """The method's class and its config: dataclass defaults < YAML (profile block) < --set."""
-    cls = registry.adapter_class(method)
-    config_cls = getattr(cls, "Config", None)
-    if config_cls is None or not dataclasses.is_dataclass(config_cls):
-        raise BenchmarkError(f"method {method!r}: its class needs a `Config` dataclass")
+    cls = registry.adapter_class(method)  # checks the adapter contract (Config included)
     layers = method_layers(method, registry.method_yaml(method), profile, overrides)
-    return cls, build_config(config_cls, layers)
+    return cls, build_config(cls.Config, layers)
 
 
 def check_needs(method: str, cls: type, dataset: Dataset) -> None:
-    """Refuse a method whose declared needs this runner or this dataset cannot meet."""
+    """Refuse a method whose needs this dataset cannot meet (the contract check at
+    registration already refused needs the runner does not know)."""
     needs = frozenset(getattr(cls, "needs", frozenset()))
-    unknown = needs - KNOWN_NEEDS
-    if unknown:
-        raise BenchmarkError(f"method {method!r} declares unknown needs {sorted(unknown)}")
     if "item_text" in needs and not dataset.catalog.has_text:
         raise BenchmarkError(
             f"method {method!r} needs item text, but dataset {dataset.name!r} has none "
