@@ -1,10 +1,13 @@
 """Datasets: loading, preprocessing, item text.
 
-Three sources, one result (:class:`Dataset`):
+Four sources, one result (:class:`Dataset`):
 
 - ``ml-100k``: MovieLens-100K as shipped inside the installed ``recbole`` wheel (offline);
 - Amazon Reviews 2023 official JSONL / JSONL.GZ (``<Category>.jsonl`` + ``meta_<Category>.jsonl``);
-- any RecBole atomic-file dataset (``<name>.inter`` and optional ``<name>.item``).
+- any RecBole atomic-file dataset (``<name>.inter`` and optional ``<name>.item``);
+- the LC-Rec / LETTER JSON format (``<Name>.inter.json`` user -> ordered item list, and
+  ``<Name>.item.json`` item -> text fields beside it, either optionally gzipped): ordered
+  sequences without timestamps, e.g. the shipped ``amazon-scientific``.
 
 Preprocessing, in this order: drop exact duplicate rows, resolve conflicting duplicates (the
 same user, item and timestamp with different ratings: an error by default, or keep the first
@@ -22,6 +25,8 @@ Text files are read as UTF-8; a byte that is not UTF-8 is an error naming the fi
 from __future__ import annotations
 
 import gzip
+import hashlib
+import html
 import importlib.util
 import json
 from dataclasses import dataclass, field
@@ -61,6 +66,9 @@ class ItemCatalog:
     item_ids: list[str]
     attributes: list[dict[str, str]]
     labels: list[tuple[str, ...]]
+    # Fields that make up the item's one-line text (None: every attribute); the other
+    # attributes stay available to methods that read them (e.g. a long description).
+    text_fields: tuple[str, ...] | None = None
 
     def __len__(self) -> int:
         return len(self.item_ids)
@@ -70,7 +78,9 @@ class ItemCatalog:
 
     def text(self, i: int) -> str:
         """One line of text per item: ``title: ...; year: ...; genres: ...``."""
-        return "; ".join(f"{k}: {v}" for k, v in self.attributes[i].items() if v)
+        attrs = self.attributes[i]
+        fields = attrs if self.text_fields is None else self.text_fields
+        return "; ".join(f"{k}: {attrs[k]}" for k in fields if attrs.get(k))
 
     def texts(self) -> list[str]:
         return [self.text(i) for i in range(len(self))]
@@ -80,7 +90,10 @@ class ItemCatalog:
         return any(a.get("title") for a in self.attributes)
 
     def fingerprint(self) -> str:
-        return stable_hash([self.item_ids, self.attributes, [list(x) for x in self.labels]])
+        parts = [self.item_ids, self.attributes, [list(x) for x in self.labels]]
+        if self.text_fields is not None:  # only then, so older fingerprints stay valid
+            parts.append(list(self.text_fields))
+        return stable_hash(parts)
 
 
 @dataclass
@@ -182,6 +195,7 @@ def preprocess(
         n_items=len(item_ids),
         n_interactions=int(len(out)),
         density=float(len(out) / (len(user_ids) * len(item_ids))),
+        timestamps=True,  # loaders of ordered files without timestamps say False
         preprocessing=prep.__dict__.copy(),
     )
     return Dataset(name, out, [str(u) for u in user_ids], catalog, stats)
@@ -297,7 +311,9 @@ def load_atomic(path: Path | str, name: str, prep: Preprocessing) -> Dataset:
         if "item_id" not in items.columns:
             raise DataError(f"{item_file}:1: expected an `item_id:token` column")
         text, labels = _atomic_item_text(items)
-    return preprocess(raw, text, labels, prep, name, str(inter))
+    dataset = preprocess(raw, text, labels, prep, name, str(inter))
+    dataset.stats["timestamps"] = prep.order == "timestamp"
+    return dataset
 
 
 # Field names RecBole's converted datasets use, mapped to our attribute names.
@@ -418,3 +434,97 @@ def load_amazon2023(reviews: Path | str, meta: Path | str | None, name: str, pre
             }
             labels[asin] = cats
     return preprocess(raw, text, labels, prep, name, str(reviews))
+
+
+# --------------------------------------------------------------------------- LC-Rec / LETTER JSON
+
+_PLACEHOLDER_SUFFIX = " />."
+
+
+def clean_lcrec_title(title: str, placeholders: tuple[str, ...] = ()) -> str:
+    """A title of the LC-Rec pipeline, cleaned by a fixed rule.
+
+    HTML entities are decoded; the ``.`` that the pipeline appended to every title is removed;
+    a scraped ``" />."`` ending is removed with it, and what remains is treated as missing
+    (``""``) when it is a placeholder (the category name the scraper found instead of a title).
+    """
+    text = html.unescape(title).strip()
+    if text.endswith(_PLACEHOLDER_SUFFIX):
+        text = text[: -len(_PLACEHOLDER_SUFFIX)].strip()
+    elif text.endswith("."):
+        text = text[:-1].strip()
+    return "" if text in placeholders else text
+
+
+def _read_json(path: Path) -> Any:
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as fh:
+            raw = fh.read()
+        return json.loads(raw.decode("utf-8")), raw
+    except (gzip.BadGzipFile, EOFError, OSError) as exc:
+        raise DataError(f"{path}: unreadable ({type(exc).__name__}: {exc}); the file is damaged "
+                        "or not gzip") from None
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not UTF-8 at byte {exc.start}; save the file as UTF-8") from None
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
+
+
+def load_lcrec(inter: Path | str, name: str, prep: Preprocessing, *,
+               text_fields: tuple[str, ...] | None = None, max_chars: int = 512) -> Dataset:
+    """The LC-Rec / LETTER format: ``<Name>.inter.json[.gz]`` and ``<Name>.item.json[.gz]``.
+
+    A user's list is their interactions in chronological order (the format has no timestamps;
+    the position is the time). Item text: ``title`` (cleaned by :func:`clean_lcrec_title`),
+    ``brand``, ``categories`` (the comma-joined path without the root category that every item
+    shares; the path's levels are the item's labels) and ``description`` (HTML entities decoded,
+    cut to ``max_chars``). A ``SHA256SUMS`` file beside the data (as shipped with
+    ``amazon-scientific``) lists the digests of the decompressed files; they are checked.
+    """
+    inter = Path(inter)
+    stem = inter.name.removesuffix(".gz").removesuffix(".inter.json")
+    gz = ".gz" if inter.name.endswith(".gz") else ""
+    item_path = inter.with_name(f"{stem}.item.json{gz}")
+    for path in (inter, item_path):
+        if not path.is_file():
+            raise DataError(f"{path}: file not found (the LC-Rec format needs "
+                            f"{stem}.inter.json and {stem}.item.json side by side)")
+    sequences, inter_raw = _read_json(inter)
+    items, item_raw = _read_json(item_path)
+    sums = inter.with_name("SHA256SUMS")
+    sha256 = dict(reversed(line.split()) for line in sums.read_text().splitlines()
+                  if line.strip()) if sums.is_file() else {}
+    for path, raw in ((inter, inter_raw), (item_path, item_raw)):
+        expected = sha256.get(path.name.removesuffix(".gz"))
+        if expected and hashlib.sha256(raw).hexdigest() != expected:
+            raise DataError(f"{path}: sha256 of the decompressed file is not {expected}; the "
+                            "shipped copy was changed or damaged: restore it from git")
+    if not isinstance(sequences, dict) or not isinstance(items, dict):
+        raise DataError(f"{inter}: expected JSON objects (user -> item list, item -> fields)")
+    rows = []
+    for user, seq in sequences.items():
+        if not isinstance(seq, list):
+            raise DataError(f"{inter}: user {user!r}: expected a list of item ids")
+        rows.extend((str(user), str(item), float(t)) for t, item in enumerate(seq))
+    raw = pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp"])
+    text: dict[str, dict[str, str]] = {}
+    labels: dict[str, tuple[str, ...]] = {}
+    for iid, fields in items.items():
+        if not isinstance(fields, dict):
+            raise DataError(f"{item_path}: item {iid!r}: expected an object of text fields")
+        path = [c.strip() for c in html.unescape(str(fields.get("categories") or "")).split(",")
+                if c.strip()]
+        root = path[:1]
+        levels = tuple(path[1:])
+        text[str(iid)] = {
+            "title": clean_lcrec_title(str(fields.get("title") or ""), tuple(root)),
+            "brand": html.unescape(str(fields.get("brand") or "")).strip(),
+            "categories": ", ".join(levels),
+            "description": html.unescape(str(fields.get("description") or "")).strip()[:max_chars],
+        }
+        labels[str(iid)] = levels
+    dataset = preprocess(raw, text, labels, prep, name, str(inter))
+    dataset.catalog.text_fields = text_fields
+    dataset.stats["timestamps"] = False
+    return dataset

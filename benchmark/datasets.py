@@ -9,8 +9,16 @@ import yaml
 
 from benchmark.cache import stable_hash
 from benchmark.config import build_config
-from benchmark.data import Dataset, Preprocessing, load_amazon2023, load_atomic, load_ml100k
+from benchmark.data import (
+    Dataset,
+    Preprocessing,
+    load_amazon2023,
+    load_atomic,
+    load_lcrec,
+    load_ml100k,
+)
 from benchmark.errors import BenchmarkError
+from benchmark.registry import REPO_ROOT
 from benchmark.settings import DATASET_CONFIG_DIR
 
 
@@ -18,8 +26,10 @@ from benchmark.settings import DATASET_CONFIG_DIR
 def load_dataset(name_or_path: str, meta: str | None = None, max_users: int | None = None) -> Dataset:
     """A dataset by config name (``configs/datasets/<name>.yaml``) or by path.
 
-    A path ending in ``.jsonl``/``.jsonl.gz`` is Amazon Reviews 2023 (meta file beside it or
-    ``meta``); a ``.inter`` file or a folder holding one is a RecBole atomic dataset.
+    A path ending in ``.inter.json``/``.inter.json.gz`` is the LC-Rec format (item file beside
+    it; the name is the file stem); ``.jsonl``/``.jsonl.gz`` is Amazon Reviews 2023 (meta file
+    beside it or ``meta``); a ``.inter`` file or a folder holding one is a RecBole atomic
+    dataset. Relative paths in a dataset YAML are relative to the repository.
     """
     cfg_path = DATASET_CONFIG_DIR / f"{name_or_path}.yaml"
     if cfg_path.exists():
@@ -27,7 +37,9 @@ def load_dataset(name_or_path: str, meta: str | None = None, max_users: int | No
         loader = cfg.pop("loader", None)
         prep = build_config(Preprocessing, [(str(cfg_path), cfg.pop("preprocessing", {}) or {})])
         path = cfg.pop("path", None)
+        path = None if path is None else REPO_ROOT / path
         meta = cfg.pop("meta", meta)
+        text_fields = cfg.pop("text_fields", None)
         if cfg:
             raise BenchmarkError(f"{cfg_path}: unknown keys {sorted(cfg)}")
         if loader == "recbole_ml100k":
@@ -36,6 +48,9 @@ def load_dataset(name_or_path: str, meta: str | None = None, max_users: int | No
             dataset = load_atomic(path, name_or_path, prep)
         elif loader == "amazon2023":
             dataset = load_amazon2023(path, meta, name_or_path, prep)
+        elif loader == "lcrec":
+            dataset = load_lcrec(path, name_or_path, prep,
+                                 text_fields=tuple(text_fields) if text_fields else None)
         else:
             raise BenchmarkError(f"{cfg_path}: unknown loader {loader!r}")
     else:
@@ -45,7 +60,10 @@ def load_dataset(name_or_path: str, meta: str | None = None, max_users: int | No
             raise BenchmarkError(
                 f"dataset {name_or_path!r} is neither a known name ({known}) nor an existing path")
         prep = Preprocessing()
-        if path.name.endswith((".jsonl", ".jsonl.gz")):
+        if path.name.endswith((".inter.json", ".inter.json.gz")):
+            stem = path.name.removesuffix(".gz").removesuffix(".inter.json")
+            dataset = load_lcrec(path, stem, prep)
+        elif path.name.endswith((".jsonl", ".jsonl.gz")):
             stem = path.name.removesuffix(".gz").removesuffix(".jsonl")
             dataset = load_amazon2023(path, meta, stem, prep)
         else:

@@ -156,3 +156,65 @@ def test_damaged_gzip_is_a_clear_error(tmp_path, damage):
     with pytest.raises(DataError, match=r"Video_Games.jsonl.gz: unreadable after line \d+ .*"
                                         r"damaged or not gzip"):
         load_amazon2023(path, None, "amz", Preprocessing())
+
+
+# ----------------------------------------------------------------------------- LC-Rec format
+
+
+def _write_lcrec(folder, gz: bool = False):
+    import json as _json
+
+    folder.mkdir(parents=True, exist_ok=True)
+    inter = {"0": [0, 1, 2, 3], "1": [2, 0, 1], "2": [3, 2]}  # user 2 is too short: dropped
+    items = {"0": {"title": "Caf&eacute; Thermometer.", "brand": "Acme",
+                   "categories": "Root,Lab,Thermometers", "description": "A &lt;b&gt; probe"},
+             "1": {"title": "Root />.", "brand": "", "categories": "Root,Lab", "description": ""},
+             "2": {"title": "Glue, 25 mL,Boss />.", "brand": "Boss",
+                   "categories": "Root,Tapes", "description": ""},
+             "3": {"title": "Tape.", "brand": "Boss", "categories": "", "description": ""}}
+    opener = gzip.open if gz else open
+    suffix = ".gz" if gz else ""
+    for name, data in (("Toy.inter.json", inter), ("Toy.item.json", items)):
+        with opener(folder / f"{name}{suffix}", "wt", encoding="utf-8") as fh:
+            _json.dump(data, fh)
+    return folder / f"Toy.inter.json{suffix}"
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_lcrec_format_keeps_list_order_and_cleans_text_by_rule(tmp_path, gz):
+    from benchmark.data import load_lcrec
+
+    ds = load_lcrec(_write_lcrec(tmp_path / "toy", gz), "toy", Preprocessing(),
+                    text_fields=("title", "brand", "categories"))
+    ids = ds.catalog.item_ids
+    assert [[ids[i] for i in s] for s in ds.sequences()] == [["0", "1", "2", "3"], ["2", "0", "1"]]
+    assert ds.stats["timestamps"] is False
+    a = {iid: ds.catalog.attributes[i] for i, iid in enumerate(ids)}
+    assert a["0"] == {"title": "Café Thermometer", "brand": "Acme",
+                      "categories": "Lab, Thermometers", "description": "A <b> probe"}
+    assert a["1"]["title"] == ""  # the placeholder is the root category: missing
+    assert a["2"]["title"] == "Glue, 25 mL,Boss"  # scraped residue removed, the title kept
+    assert a["3"]["title"] == "Tape"
+    assert ds.catalog.labels[ids.index("0")] == ("Lab", "Thermometers")
+    # the one-line text holds the configured fields only
+    assert ds.catalog.text(ids.index("0")) == (
+        "title: Café Thermometer; brand: Acme; categories: Lab, Thermometers")
+
+
+def test_lcrec_sha256_sums_are_checked(tmp_path):
+    from benchmark.data import load_lcrec
+
+    inter = _write_lcrec(tmp_path / "toy")
+    (inter.parent / "SHA256SUMS").write_text("0" * 64 + "  Toy.item.json\n")
+    with pytest.raises(DataError, match=r"Toy.item.json: sha256 of the decompressed file is not 0+"):
+        load_lcrec(inter, "toy", Preprocessing())
+
+
+def test_shipped_amazon_scientific_matches_its_provenance():
+    from benchmark.datasets import load_dataset
+
+    ds = load_dataset("amazon-scientific")  # the loader verifies SHA256SUMS
+    assert (ds.n_users, ds.n_items, len(ds.interactions)) == (8317, 4344, 58_492)
+    titles = [a["title"] for a in ds.catalog.attributes]
+    assert sum(t == "" for t in titles) == 24 and not any(t.endswith((".", "/>")) for t in titles)
+    assert "description" not in ds.catalog.text(0) and ds.catalog.attributes[0]["description"]
