@@ -21,7 +21,7 @@ from typing import NoReturn
 from benchmark.errors import BenchmarkError, one_line
 
 COMMANDS = ("run", "list", "report", "recommend", "chat")
-DEBUG_HELP = "show the traceback of an error"
+DEBUG_HELP = "print the traceback of an error (default: one line naming what to fix)"
 
 
 class _Parser(argparse.ArgumentParser):
