@@ -46,6 +46,7 @@ import torch
 import torch.nn.functional as F
 
 from benchmark.adapter import AdapterBase, RunContext, TrainData, UserBatch
+from benchmark.config import require_at_least, require_positive, require_probability, require_range
 from benchmark.models.recformer import (
     PACKAGED_MINILM,
     EncoderInput,
@@ -92,6 +93,19 @@ class Recformer(AdapterBase):
         stage1_epochs: int = 1
         stage2_epochs: int = 1
         patience: int = 1  # epochs without a better validation NDCG@10 before a stage stops
+
+        def __post_init__(self) -> None:
+            for key in ("attr_max_tokens", "max_tokens", "max_items", "encode_batch_size",
+                        "pretrain_pairs_per_user", "batch_size", "pairs_per_user", "patience"):
+                require_at_least(key, getattr(self, key), 1)
+            # One pair per batch has no in-batch negative: the contrastive loss would be 0.
+            require_at_least("pretrain_batch_size", self.pretrain_batch_size, 2)
+            for key in ("pretrain_epochs", "stage1_epochs", "stage2_epochs"):
+                require_at_least(key, getattr(self, key), 0)  # 0 skips that stage
+            for key in ("tau", "pretrain_lr", "finetune_lr"):
+                require_positive(key, getattr(self, key))
+            require_range("mlm_weight", self.mlm_weight, 0)
+            require_probability("mlm_probability", self.mlm_probability)
 
     needs = frozenset({"item_text"})
     output = "scores"

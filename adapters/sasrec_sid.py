@@ -49,7 +49,7 @@ from torch import nn
 from benchmark import register
 from benchmark.adapter import RunContext, TrainData
 from benchmark.cache import stable_hash
-from benchmark.config import build_config
+from benchmark.config import build_config, require_nested, require_probability
 from benchmark.models.sasrec import SASRecAdapter, SASRecConfig
 from benchmark.models.semantic_ids import SemanticIDConfig, SemanticIDs, build_semantic_ids
 
@@ -163,6 +163,11 @@ class SASRecSID(SASRecAdapter):
         composition: Literal["prefix", "level"] = "prefix"
         unseen_rows: Literal["drop", "mean", "keep"] = "drop"
         prefix_dropout: float = 0.0  # chance an item keeps only a prefix of its ID in a step
+
+        def __post_init__(self) -> None:
+            super().__post_init__()
+            require_probability("prefix_dropout", self.prefix_dropout)
+            require_nested("semantic_ids", SemanticIDConfig, self.semantic_ids)
 
     needs = frozenset({"item_text"})
 

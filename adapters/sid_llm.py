@@ -26,7 +26,14 @@ import torch
 
 from adapters import sid_llm_diagnostics as diag
 from benchmark.adapter import AdapterBase, RunContext, TrainData, UserBatch
-from benchmark.config import build_config
+from benchmark.config import (
+    build_config,
+    require_at_least,
+    require_nested,
+    require_positive,
+    require_probability,
+    require_range,
+)
 from benchmark.models.sid_lm import (
     Prompter,
     SIDTrie,
@@ -77,6 +84,26 @@ class SIDLLM(AdapterBase):
         diagnostic_protocols: list[str] = field(default_factory=lambda: ["loo"])
         roundtrip_items: int = 200
         invalid_sample: int = 100  # users for the unconstrained-decoding invalid-ID rate
+
+        def __post_init__(self) -> None:
+            for key in ("history_items", "max_len", "stage1_batch", "stage2_batch", "lora_r",
+                        "lora_alpha", "patience", "beam_width", "eval_batch", "steer_genres",
+                        "steer_beam_width"):
+                require_at_least(key, getattr(self, key), 1)
+            for key in ("stage1_steps", "stage2_steps", "validate_every", "steer_users",
+                        "roundtrip_items", "invalid_sample"):
+                require_at_least(key, getattr(self, key), 0)  # 0 = skip / off
+            for key in ("stage1_lr", "stage2_lr"):
+                require_positive(key, getattr(self, key))
+            require_range("init_noise", self.init_noise, 0)
+            for key in ("alignment_share", "steer_share"):
+                require_probability(key, getattr(self, key))
+            unknown = sorted(set(self.diagnostic_protocols) - {"loo", "cold_item"})
+            if unknown:
+                raise ValueError(f"diagnostic_protocols: {unknown} are not loo or cold_item")
+            from benchmark.models.semantic_ids import SemanticIDConfig
+
+            require_nested("semantic_ids", SemanticIDConfig, self.semantic_ids)
 
     needs = frozenset({"item_text"})
     output = "ranking"

@@ -18,6 +18,7 @@ import torch
 
 from benchmark import register
 from benchmark.adapter import AdapterBase, RunContext, TrainData, UserBatch
+from benchmark.config import require_each, require_range
 
 
 @register("item_knn")
@@ -26,6 +27,10 @@ class ItemKNN(AdapterBase):
     class Config:
         neighbour_grid: list[int] = field(default_factory=lambda: [20, 50, 100, 200, 400, 800, 1600])
         shrink: float = 10.0
+
+        def __post_init__(self) -> None:
+            require_each("neighbour_grid", self.neighbour_grid, 1, non_empty=True)
+            require_range("shrink", self.shrink, 0)
 
     def fit(self, train: TrainData, validate: Callable[[], float], ctx: RunContext) -> None:
         users, items = train.pairs()

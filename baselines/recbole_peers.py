@@ -39,6 +39,7 @@ import torch
 from baselines import recbole_compat
 from benchmark.adapter import AdapterBase, RunContext, TrainData, UserBatch
 from benchmark.cache import atomic_write_bytes, atomic_write_text, stable_hash
+from benchmark.config import require_at_least, require_positive, require_probability
 from benchmark.errors import BenchmarkError
 from benchmark.models.training import get_or_train
 from benchmark.registry import REPO_ROOT, register
@@ -64,6 +65,14 @@ class RecBolePeerConfig:
     patience: int = 10
     eval_step: int = 1
     recbole: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # hidden % n_heads is left to RecBole: GRU4Rec shares this config and has no heads.
+        for key in ("max_len", "hidden", "n_layers", "n_heads", "inner_size",
+                    "train_batch_size", "epochs", "patience", "eval_step"):
+            require_at_least(key, getattr(self, key), 1)
+        require_probability("dropout", self.dropout, below_one=True)
+        require_positive("lr", self.lr)
 
 
 def recbole_settings(model: str, cfg: RecBolePeerConfig) -> dict[str, Any]:

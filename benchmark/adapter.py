@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
 
 import numpy as np
 
-from benchmark.errors import BenchmarkError
+from benchmark.errors import BenchmarkError, MethodError, one_line
 
 if TYPE_CHECKING:  # type-only: `import benchmark` stays cheap
     from benchmark.cache import Cache
@@ -58,6 +60,19 @@ def check_contract(name: str, cls: type) -> None:
     unknown = sorted(needs - KNOWN_NEEDS)
     if unknown:
         fail(f"unknown needs {unknown}; the runner acts on {sorted(KNOWN_NEEDS)}")
+
+
+@contextmanager
+def method_phase(method: str, phase: str) -> Iterator[None]:
+    """Around a call into a method's code: an exception it raises becomes a :class:`MethodError`
+    naming the method and the phase (``fit``, ``score``, ...), the original kept as its cause;
+    a BenchmarkError the method raises on purpose passes through unchanged."""
+    try:
+        yield
+    except BenchmarkError:
+        raise
+    except Exception as exc:
+        raise MethodError(f"method {method!r} failed in {phase}: {one_line(exc)}") from exc
 
 
 @dataclass(frozen=True)

@@ -1,20 +1,34 @@
 """Command line: ``python -m benchmark [run] --all | --methods a,b``, ``list``, ``report``,
 ``recommend``, ``chat``.
 
-Errors in the user's input (unknown method, bad data file, unknown config key, empty dataset)
-print one line ``error: ...`` and exit with status 2.
+Errors in the user's input (unknown method, bad data file, unknown config key, empty dataset, a
+method's own code failing, an unwritable results or cache directory) print one line
+``error: ...`` and exit with status 2; anything else is a bug of ours: one line
+``error: internal error: ...`` and status 1. ``--debug`` adds the traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
 import time
+import traceback
 from pathlib import Path
+from typing import NoReturn
 
-from benchmark.errors import BenchmarkError
+from benchmark.errors import BenchmarkError, one_line
 
 COMMANDS = ("run", "list", "report", "recommend", "chat")
+DEBUG_HELP = "print the traceback of an error (default: one line naming what to fix)"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line like every other error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {message} (see `{self.prog} --help`)\n")
 
 
 def _common_run_args(p: argparse.ArgumentParser) -> None:
@@ -36,12 +50,13 @@ def _common_run_args(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="python -m benchmark",
         description="Benchmark of LLM-for-recommendation paradigms: full-ranking leave-one-out "
                     "evaluation with cold-start slices and paired significance tests.",
         epilog="Without a command, `run` is assumed: python -m benchmark --all",
     )
+    parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     sub = parser.add_subparsers(dest="command")
     run = sub.add_parser("run", help="train and evaluate methods (the default command)")
     which = run.add_mutually_exclusive_group(required=True)
@@ -77,23 +92,80 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--prompt", default=None, help="a request in words, e.g. a genre")
             p.add_argument("-k", type=int, default=10, help="how many items")
         _common_run_args(p)
+    for p in sub.choices.values():
+        # SUPPRESS: a subcommand without --debug keeps the value given before it.
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                       help=DEBUG_HELP)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or (argv[0] not in COMMANDS and argv[0] not in ("-h", "--help")):
-        argv.insert(0, "run")
+    lead = 0  # options before the command (--debug)
+    while lead < len(argv) and argv[lead] == "--debug":
+        lead += 1
+    if lead == len(argv) or argv[lead] not in (*COMMANDS, "-h", "--help"):
+        argv.insert(lead, "run")
     args = build_parser().parse_args(argv)
     try:
         return {"run": cmd_run, "list": cmd_list, "report": cmd_report,
                 "recommend": cmd_converse, "chat": cmd_converse}[args.command](args)
-    except BenchmarkError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("interrupted; finished runs are cached and will be reused", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `list | head` stopped reading: not an error
+        with contextlib.suppress(OSError, ValueError):  # no real stdout under a test runner
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # what a shell reports for SIGPIPE, as 130 is SIGINT's
+    except Exception as exc:
+        if args.debug:
+            traceback.print_exc()
+        message, status = _error_line(exc, args)
+        print(f"error: {message}", file=sys.stderr)
+        return status
+
+
+def _error_line(exc: Exception, args: argparse.Namespace) -> tuple[str, int]:
+    """The one line an exception is reported as, and the exit status (2: the user's to fix)."""
+    unwritable = _unwritable(exc, args)
+    if unwritable is not None:
+        return unwritable, 2
+    if isinstance(exc, BenchmarkError):
+        return str(exc), 2
+    hint = "" if args.debug else " (rerun with --debug for the traceback)"
+    return f"internal error: {one_line(exc)}{hint}", 1
+
+
+def _unwritable(exc: Exception, args: argparse.Namespace) -> str | None:
+    """For an OSError on a path under a place this command writes (itself, or the cause of a
+    method's failure): which path, why, and which option chooses another place."""
+    error = exc if isinstance(exc, OSError) else exc.__cause__
+    if not isinstance(error, OSError) or error.filename is None:
+        return None
+    path = Path(str(error.filename)).resolve()
+    flags = [flag for flag, root in _write_places(args)
+             if path == root.resolve() or path.is_relative_to(root.resolve())]
+    if not flags:
+        return None
+    reason = error.strerror or one_line(error)
+    return f"cannot write {error.filename}: {reason}; choose another {' / '.join(flags)}"
+
+
+def _write_places(args: argparse.Namespace) -> list[tuple[str, Path]]:
+    """(option, folder or file) of every place the command writes to."""
+    from benchmark.settings import DEFAULT_RESULTS_DIR, default_cache_dir, results_dir_for
+
+    if args.command == "report":
+        results = args.results_dir or DEFAULT_RESULTS_DIR
+        return [("--output", args.output or results.parent / "REPORT.md"),
+                ("--results-dir", results)]
+    if args.command not in ("run", "recommend", "chat"):
+        return []
+    cache = args.cache_dir or default_cache_dir()
+    places = [("--cache-dir", cache)]
+    if args.command == "run":
+        places.insert(0, ("--results-dir", results_dir_for(args.profile, args.results_dir, cache)))
+    return places
 
 
 def _load_external(modules: list[str]) -> None:
@@ -149,7 +221,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         if unknown:
             raise BenchmarkError(f"unknown method {unknown[0]!r}; known methods: {', '.join(known)}")
     _check_scoped_overrides(method_over, methods)
-    seeds = ([int(s) for s in args.seeds.split(",")] if args.seeds else settings.seeds)
+    seeds = parse_seeds(args.seeds) if args.seeds else settings.seeds
+    for method in methods:  # every config is checked before any data is loaded or job run
+        runner.resolve_config(method, args.profile,
+                              _overrides_for(method, method_over, len(methods)))
     protocols = ("loo", "cold_item") if args.protocol == "both" else (args.protocol,)
     jobs = [(p, m, s) for p in protocols for m in methods for s in seeds]
     cache_dir = args.cache_dir or default_cache_dir()
@@ -173,6 +248,21 @@ def cmd_run(args: argparse.Namespace) -> int:
         output = report.write_report(out_dir)
         print(f"report: {output}")
     return 0
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``"0,1,2"`` -> ``[0, 1, 2]``; anything but non-negative integers is an error."""
+    seeds = []
+    for part in text.split(","):
+        try:
+            seed = int(part)
+        except ValueError:
+            raise BenchmarkError(
+                f"--seeds expects comma-separated integers, got {part.strip()!r}") from None
+        if seed < 0:  # numpy and torch take seeds >= 0
+            raise BenchmarkError(f"--seeds expects integers >= 0, got {seed}")
+        seeds.append(seed)
+    return seeds
 
 
 def _check_scoped_overrides(overrides: dict, methods: list[str]) -> None:

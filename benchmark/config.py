@@ -2,11 +2,18 @@
 
 Values from the command line are parsed as YAML scalars (never ``eval``). Unknown keys and wrong
 types are errors that name the key and the source.
+
+A config dataclass checks its own values in ``__post_init__`` with the ``require_*`` helpers
+below, which raise ``ValueError("key: what is wrong")``; :func:`build_config` turns that into a
+:class:`BenchmarkError` naming the key, its value and the layer(s) that set it, so a value that
+would train nonsense fails before any data or model is loaded.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 import types
 import typing
 from typing import Any, Literal, Union, get_args, get_origin
@@ -98,7 +105,11 @@ def _check_type(value: Any, tp: Any) -> Any:
 
 
 def build_config(cls: type, layers: list[tuple[str, dict[str, Any]]]) -> Any:
-    """Instantiate dataclass ``cls`` from its defaults overlaid by each (source, mapping) layer."""
+    """Instantiate dataclass ``cls`` from its defaults overlaid by each (source, mapping) layer.
+
+    Unknown keys, wrong types and values the class's ``__post_init__`` refuses are errors that
+    name the key and the layer(s) that set it.
+    """
     hints = typing.get_type_hints(cls)
     fields = {f.name for f in dataclasses.fields(cls)}
     values: dict[str, Any] = {}
@@ -111,7 +122,107 @@ def build_config(cls: type, layers: list[tuple[str, dict[str, Any]]]) -> Any:
                 values[key] = _check_type(value, hints[key])
             except TypeError as exc:
                 raise BenchmarkError(f"{source}: config key {key!r}={value!r}: {exc}") from None
-    return cls(**values)
+    try:
+        return cls(**values)
+    except ValueError as exc:
+        raise _invalid_value(cls, layers, values, exc) from None
+
+
+def _invalid_value(cls: type, layers: list[tuple[str, dict[str, Any]]], values: dict[str, Any],
+                   exc: ValueError) -> BenchmarkError:
+    """A ``ValueError("key: problem")`` from ``__post_init__`` as an error naming its sources.
+
+    The sources are the last layer that set the key and the last layer that set each other field
+    the problem names (``hidden: must be divisible by n_heads (3)`` blames ``--set n_heads=3``
+    as much as the YAML's ``hidden``); when no layer set any of them, the dataclass defaults.
+    """
+    key, sep, problem = str(exc).partition(": ")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    if not sep or key not in fields:  # not one of ours: say what we know
+        return BenchmarkError(f"{cls.__qualname__}: invalid config: {exc}")
+    unquoted = re.sub(r"'[^']*'", "", problem)  # a nested config's own keys are quoted
+    named = [key] + [f for f in fields if f != key and re.search(rf"\b{f}\b", unquoted)]
+    sources: list[str] = []
+    for name in named:
+        source = next((s for s, m in reversed(layers) if name in m), None)
+        if source is not None and source not in sources:
+            sources.append(source)
+    sources = sources or [f"{cls.__qualname__} defaults"]
+    if key in values:
+        value = values[key]
+    else:
+        f = fields[key]
+        value = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+    return BenchmarkError(f"{' and '.join(sources)}: config key {key!r}={value!r}: {problem}")
+
+
+# --------------------------------------------------------------------------- value checks
+# Called from a config dataclass's ``__post_init__``; each raises ValueError("key: problem").
+
+
+def require_range(key: str, value: float | int | None, low: float | None = None,
+                  high: float | None = None, *, low_open: bool = False,
+                  high_open: bool = False, optional: bool = False) -> None:
+    """``value`` is a finite number within [low, high] (an end is excluded when ``*_open``);
+    ``None`` passes when ``optional``."""
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{key}: must be a finite number")
+    too_low = low is not None and (value <= low if low_open else value < low)
+    too_high = high is not None and (value >= high if high_open else value > high)
+    if too_low or too_high:
+        raise ValueError(f"{key}: must be {_describe_range(low, high, low_open, high_open)}"
+                         + (" (or null)" if optional else ""))
+
+
+def _describe_range(low, high, low_open: bool, high_open: bool) -> str:
+    if high is None:
+        return f"{'>' if low_open else '>='} {low:g}"
+    if low is None:
+        return f"{'<' if high_open else '<='} {high:g}"
+    return f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+
+
+def require_positive(key: str, value: float | int | None, *, optional: bool = False) -> None:
+    """``value`` is a finite number > 0 (a learning rate, a temperature)."""
+    require_range(key, value, 0, low_open=True, optional=optional)
+
+
+def require_at_least(key: str, value: int | None, low: int, *, optional: bool = False) -> None:
+    """``value`` >= ``low`` (counts: epochs, batch sizes, layers)."""
+    require_range(key, value, low, optional=optional)
+
+
+def require_probability(key: str, value: float, *, below_one: bool = False) -> None:
+    """``value`` in [0, 1] (or [0, 1) with ``below_one``: a dropout of 1 drops everything)."""
+    require_range(key, value, 0, 1, high_open=below_one)
+
+
+def require_each(key: str, values: list, low: int, *, non_empty: bool = False) -> None:
+    """Every element of ``values`` is >= ``low`` (a grid of neighbourhood sizes, layer widths)."""
+    if non_empty and not values:
+        raise ValueError(f"{key}: must not be empty")
+    for value in values:
+        try:
+            require_at_least(key, value, low)
+        except ValueError:
+            raise ValueError(f"{key}: every element must be >= {low:g}, got {value!r}") from None
+
+
+def require_divisible(key: str, value: int, by_key: str, by: int) -> None:
+    """``value`` is a multiple of field ``by_key``'s value ``by`` (attention heads)."""
+    if by > 0 and value % by:
+        raise ValueError(f"{key}: must be divisible by {by_key} ({by})")
+
+
+def require_nested(key: str, cls: type, mapping: dict[str, Any]) -> Any:
+    """Build the nested config ``cls`` from ``mapping`` (a dict field such as ``semantic_ids``)
+    now, so its unknown keys and bad values fail with the outer config."""
+    try:
+        return build_config(cls, [(key, mapping)])
+    except BenchmarkError as exc:
+        raise ValueError(f"{key}: {str(exc).removeprefix(f'{key}: ')}") from None
 
 
 def method_layers(

@@ -53,8 +53,29 @@ def _fitted(args: argparse.Namespace):
 
         torch.set_num_threads(settings.threads)
     dataset, split = runner.prepare(req, settings)
+    cls, _ = runner.resolve_config(req.method, req.profile, req.overrides)
+    check_request(args, dataset, cls)  # before the model is loaded or trained
     adapter, _, _ = runner.fit_adapter(req, settings, dataset, split)
     return adapter, dataset, split
+
+
+def check_request(args: argparse.Namespace, dataset, cls: type) -> None:
+    """Refuse a seed, list length or user the dataset cannot serve, and a prompt or a chat the
+    method cannot take, naming what would do."""
+    talks = all(callable(getattr(cls, name, None))
+                for name in ("recommend_for", "explain", "respond"))  # Conversational's methods
+    if args.command == "chat" and not talks:
+        raise BenchmarkError(f"method {args.method!r} cannot chat")
+    if getattr(args, "prompt", None) and not talks:
+        raise BenchmarkError(f"method {args.method!r} cannot be steered by a prompt")
+    if args.seed < 0:
+        raise BenchmarkError(f"--seed expects an integer >= 0, got {args.seed}")
+    k = getattr(args, "k", None)
+    if k is not None and not 1 <= k <= dataset.n_items:
+        raise BenchmarkError(f"-k must be between 1 and the number of items in {dataset.name} "
+                             f"({dataset.n_items}), got {k}")
+    if args.user is not None:
+        _user_index(dataset, str(args.user))
 
 
 def full_history(dataset, split, user: int) -> np.ndarray:
@@ -65,10 +86,7 @@ def full_history(dataset, split, user: int) -> np.ndarray:
 
 def recommend(adapter, dataset, split, user_id: str, prompt: str | None, k: int,
               out: Callable[[str], None] = print) -> list[int]:
-    if user_id not in dataset.user_ids:
-        raise BenchmarkError(f"unknown user {user_id!r} in {dataset.name} "
-                             f"(ids look like {dataset.user_ids[0]!r})")
-    user = dataset.user_ids.index(user_id)
+    user = _user_index(dataset, user_id)
     history = full_history(dataset, split, user)
     catalog = dataset.catalog
     out(f"User {user_id}: {len(history)} items; the most recent:")
@@ -89,6 +107,13 @@ def recommend(adapter, dataset, split, user_id: str, prompt: str | None, k: int,
     return items
 
 
+def _user_index(dataset, user_id: str) -> int:
+    if user_id not in dataset.user_ids:
+        raise BenchmarkError(f"unknown user {user_id!r} in {dataset.name} "
+                             f"(ids look like {dataset.user_ids[0]!r})")
+    return dataset.user_ids.index(user_id)
+
+
 def _top_k(adapter, user: int, history: np.ndarray, k: int) -> list[int]:
     import torch
 
@@ -106,7 +131,7 @@ def chat(adapter, dataset, split, user_id: str | None, input_fn: Callable[[str],
     """An interactive loop; `quit` or end of input leaves. The conversation is kept."""
     if not isinstance(adapter, Conversational):
         raise BenchmarkError(f"method {getattr(adapter, 'registered_name', '?')!r} cannot chat")
-    user = dataset.user_ids.index(user_id) if user_id in dataset.user_ids else None
+    user = _user_index(dataset, str(user_id)) if user_id is not None else None
     history = full_history(dataset, split, user) if user is not None else np.zeros(0, np.int64)
     messages: list[dict[str, str]] = []
     out("Ask for recommendations in words, by title or by semantic ID. `quit` to leave.")

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from benchmark.adapter import UserBatch
+from benchmark.adapter import UserBatch, method_phase
 from benchmark.errors import BenchmarkError
 from benchmark.splits import Cases
 
@@ -110,12 +110,17 @@ class EvalOutput:
 
 def evaluate(adapter: Any, cases: Cases, n_items: int, *, mask_history: bool = True,
              k: int = 20, batch_size: int = 256, progress: Callable | None = None) -> EvalOutput:
-    """Rank every case's target with the adapter's scores or top-K lists."""
+    """Rank every case's target with the adapter's scores or top-K lists.
+
+    An exception from the adapter's ``score`` / ``rank`` becomes a MethodError naming the method
+    (its ``registered_name``, which the runner sets to the name it runs under) and the call.
+    """
     import torch
 
     start = time.perf_counter()
     out = np.empty(len(cases), dtype=np.float64)
     is_ranking = getattr(adapter, "output", "scores") == "ranking"
+    method = getattr(adapter, "registered_name", type(adapter).__name__)
     dup_slots = total_slots = 0
     batches = range(0, len(cases), batch_size)
     if progress is not None:
@@ -126,7 +131,8 @@ def evaluate(adapter: Any, cases: Cases, n_items: int, *, mask_history: bool = T
             batch = UserBatch(cases.users[lo:hi], cases.histories[lo:hi])
             targets = torch.as_tensor(cases.targets[lo:hi], dtype=torch.long)
             if is_ranking:
-                lists = torch.as_tensor(adapter.rank(batch, k)).cpu()
+                with method_phase(method, "rank"):
+                    lists = torch.as_tensor(adapter.rank(batch, k)).cpu()
                 if lists.shape[1] > k:
                     raise BenchmarkError(f"rank() returned {lists.shape[1]} items, asked for {k}")
                 ranks, dup = ranks_from_lists(lists, targets, n_items)
@@ -134,7 +140,8 @@ def evaluate(adapter: Any, cases: Cases, n_items: int, *, mask_history: bool = T
                 dup_slots += dup * n
                 total_slots += n
             else:
-                scores = torch.as_tensor(adapter.score(batch)).detach().cpu()
+                with method_phase(method, "score"):
+                    scores = torch.as_tensor(adapter.score(batch)).detach().cpu()
                 if scores.shape != (hi - lo, n_items):
                     raise BenchmarkError(
                         f"score() must return [batch, {n_items}], got {tuple(scores.shape)}")

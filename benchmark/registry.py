@@ -24,15 +24,16 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import sys
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import yaml
 
-from benchmark.errors import BenchmarkError
+from benchmark.errors import BenchmarkError, MethodError, one_line
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CONFIG_DIR = REPO_ROOT / "configs"
@@ -121,7 +122,12 @@ def _resolved_yaml(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
 
 
 def load_external(module: str) -> None:
-    """Import an adapter module from a file path or a dotted name; its decorators register it."""
+    """Import an adapter module from a file path or a dotted name; its decorators register it.
+
+    Whatever the module raises on import (a SyntaxError, an ImportError, its own bug) is the
+    user's to fix: it becomes a MethodError naming the module and the line; a BenchmarkError
+    (a method that breaks the contract) passes through.
+    """
     path = Path(module)
     if module.endswith(".py") or path.exists():
         if not path.is_file():
@@ -130,15 +136,32 @@ def load_external(module: str) -> None:
         assert spec and spec.loader
         mod = importlib.util.module_from_spec(spec)
         sys.modules[spec.name] = mod
-        spec.loader.exec_module(mod)
+        try:
+            spec.loader.exec_module(mod)
+        except Exception as exc:
+            del sys.modules[spec.name]
+            _import_failed(module, exc, path)
         _EXTRA_CONFIG_DIRS.append(path.resolve().parent)
     else:
         try:
             mod = importlib.import_module(module)
-        except ImportError as exc:
-            raise BenchmarkError(f"adapter module {module!r} cannot be imported: {exc}") from None
+        except Exception as exc:
+            _import_failed(module, exc, None)
         if getattr(mod, "__file__", None):
             _EXTRA_CONFIG_DIRS.append(Path(mod.__file__).resolve().parent)
+
+
+def _import_failed(module: str, exc: Exception, path: Path | None) -> NoReturn:
+    if isinstance(exc, BenchmarkError):
+        raise exc
+    where = ""
+    if path is not None and not isinstance(exc, SyntaxError):  # a SyntaxError says (file, line)
+        frames = [f for f in traceback.extract_tb(exc.__traceback__)
+                  if Path(f.filename).resolve() == path.resolve()]
+        if frames:  # the module's own line that raised, or that called what raised
+            where = f" ({path.name}, line {frames[-1].lineno})"
+    raise MethodError(
+        f"adapter module {module!r} cannot be imported: {one_line(exc)}{where}") from exc
 
 
 def _entry_point_specs() -> dict[str, MethodSpec]:
@@ -180,7 +203,11 @@ def adapter_class(name: str) -> type:
     module_name, _, class_name = s.target.partition(":")
     if module_name.startswith("external_adapter_") and name in _CLASSES:
         return _CLASSES[name]
-    module = importlib.import_module(module_name)
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:  # a missing dependency, not a bug of ours
+        raise MethodError(f"method {name!r} cannot be imported ({module_name}): "
+                          f"{one_line(exc)}") from exc
     try:
         cls = getattr(module, class_name)
     except AttributeError:

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from benchmark import provenance, registry
-from benchmark.adapter import RunContext, TrainData
+from benchmark.adapter import RunContext, TrainData, method_phase
 from benchmark.cache import Cache, stable_hash
 from benchmark.config import build_config, method_layers, to_dict
 from benchmark.data import Dataset
@@ -118,7 +118,10 @@ def fit_adapter(req: RunRequest, settings: HarnessSettings, dataset: Dataset, sp
         show_progress=req.show_progress,
     )
     train = TrainData(dataset.n_items, split.train, dataset.catalog, split.item_counts())
-    adapter = cls(config)
+    with method_phase(req.method, "init"):
+        adapter = cls(config)
+    # A YAML variant (sasrec_id_bce) shares its class: errors and messages name the variant.
+    adapter.registered_name = req.method
 
     def validate() -> float:
         if len(split.valid) == 0:
@@ -130,7 +133,8 @@ def fit_adapter(req: RunRequest, settings: HarnessSettings, dataset: Dataset, sp
         return value
 
     ctx.started = time.perf_counter()
-    adapter.fit(train, validate, ctx)
+    with method_phase(req.method, "fit"):
+        adapter.fit(train, validate, ctx)
     return adapter, ctx, ctx.elapsed()
 
 

@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 from benchmark import registry
-from benchmark.config import PROFILES, build_config
+from benchmark.config import PROFILES, build_config, require_at_least, require_each, require_range
 from benchmark.errors import BenchmarkError
 
 DATASET_CONFIG_DIR = registry.CONFIG_DIR / "datasets"
@@ -40,6 +40,17 @@ class HarnessSettings:
     max_users: int | None = None  # evaluate only the first N users (smoke profile)
     threads: int | None = None  # torch threads; None = torch's default
     peers: list[str] = field(default_factory=list)  # run by --with-peers or by name, not --all
+
+    def __post_init__(self) -> None:
+        require_each("seeds", self.seeds, 0, non_empty=True)
+        require_at_least("split_seed", self.split_seed, 0)
+        require_at_least("bootstrap_seed", self.bootstrap_seed, 0)
+        # A cold set above half the catalogue would leave the warm items a minority.
+        require_range("cold_fraction", self.cold_fraction, 0, 0.5, low_open=True)
+        for key in ("top_k", "eval_batch_size", "bootstrap_resamples"):
+            require_at_least(key, getattr(self, key), 1)
+        require_at_least("max_users", self.max_users, 1, optional=True)
+        require_at_least("threads", self.threads, 1, optional=True)
 
 
 def harness_settings(profile: str, overrides: dict[str, Any] | None = None) -> HarnessSettings:

@@ -4,7 +4,14 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from benchmark.config import build_config, method_layers, parse_overrides
+from benchmark.config import (
+    build_config,
+    method_layers,
+    parse_overrides,
+    require_divisible,
+    require_positive,
+    require_range,
+)
 from benchmark.errors import BenchmarkError
 
 
@@ -47,3 +54,47 @@ def test_values_are_parsed_as_yaml_never_evaluated():
     assert cfg.lr == 1.0 and isinstance(cfg.lr, float) and cfg.limit is None
     with pytest.raises(BenchmarkError, match="key=value"):
         parse_overrides(["lr"])
+
+
+@dataclass
+class Checked:
+    hidden: int = 64
+    heads: int = 2
+    lr: float = 1e-3
+    rate: float | None = None
+
+    def __post_init__(self):
+        require_divisible("hidden", self.hidden, "heads", self.heads)
+        require_positive("lr", self.lr)
+        require_range("rate", self.rate, 0, 0.5, low_open=True, optional=True)
+
+
+def test_a_config_refuses_its_own_bad_values_naming_key_value_and_layers():
+    yaml_layer = ("configs/methods/m.yaml", {"hidden": 30})
+    with pytest.raises(BenchmarkError) as info:
+        build_config(Checked, [yaml_layer, ("--set", {"heads": 4})])
+    # both layers that made the conflict are named
+    assert str(info.value) == ("configs/methods/m.yaml and --set: config key 'hidden'=30: "
+                               "must be divisible by heads (4)")
+    with pytest.raises(BenchmarkError) as info:
+        build_config(Checked, [("--set", {"lr": float("inf")})])
+    assert str(info.value) == "--set: config key 'lr'=inf: must be a finite number"
+    with pytest.raises(BenchmarkError) as info:
+        build_config(Checked, [("--set", {"lr": 0})])
+    assert str(info.value) == "--set: config key 'lr'=0.0: must be > 0"
+    with pytest.raises(BenchmarkError) as info:
+        build_config(Checked, [("--set", {"rate": 0.0})])
+    assert str(info.value) == "--set: config key 'rate'=0.0: must be in (0, 0.5] (or null)"
+    assert build_config(Checked, [("--set", {"rate": 0.5})]).rate == 0.5
+    assert build_config(Checked, [("--set", {"rate": None})]).rate is None
+    with pytest.raises(BenchmarkError) as info:  # no layer set it: the defaults are at fault
+        build_config(BadDefaults, [])
+    assert str(info.value) == "BadDefaults defaults: config key 'heads'=0: must be >= 1"
+
+
+@dataclass
+class BadDefaults(Checked):
+    heads: int = 0
+
+    def __post_init__(self):
+        require_range("heads", self.heads, 1)

@@ -43,6 +43,13 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from benchmark.adapter import AdapterBase, RunContext, TrainData, UserBatch
+from benchmark.config import (
+    require_at_least,
+    require_divisible,
+    require_positive,
+    require_probability,
+    require_range,
+)
 from benchmark.models.training import get_or_train, train_with_patience
 
 VERSION = 1  # bump when the model or training loop changes what a checkpoint means
@@ -69,6 +76,15 @@ class SASRecConfig:
     max_epochs: int = 200
     patience: int = 10  # evaluations without a new best validation NDCG@10
     eval_every: int = 1  # epochs between validate() calls
+
+    def __post_init__(self) -> None:
+        for key in ("max_len", "hidden", "n_layers", "n_heads", "ffn_mult", "batch_size",
+                    "max_epochs", "patience", "eval_every"):
+            require_at_least(key, getattr(self, key), 1)
+        require_divisible("hidden", self.hidden, "n_heads", self.n_heads)
+        require_probability("dropout", self.dropout, below_one=True)
+        require_positive("lr", self.lr)
+        require_range("weight_decay", self.weight_decay, 0)
 
 
 class IDEmbedder(nn.Module):

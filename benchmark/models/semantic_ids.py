@@ -30,6 +30,7 @@ from torch import nn
 from tqdm.auto import tqdm
 from vector_quantize_pytorch import ResidualVQ
 
+from benchmark.config import require_at_least, require_each, require_positive, require_range
 from benchmark.models.text_encoder import PACKAGED_MINILM, encode_items
 from benchmark.models.text_encoder import VERSION as TEXT_ENCODER_VERSION
 
@@ -67,6 +68,16 @@ class SemanticIDConfig:
     rotation_trick: bool = True
     text_model: str = PACKAGED_MINILM
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        for key in ("levels", "codebook_size", "latent_dim", "epochs", "batch_size",
+                    "kmeans_iters"):
+            require_at_least(key, getattr(self, key), 1)
+        require_each("hidden_dims", self.hidden_dims, 1)
+        require_positive("lr", self.lr)
+        require_range("commitment_weight", self.commitment_weight, 0)
+        require_range("dead_code_threshold", self.dead_code_threshold, 0)
+        require_at_least("seed", self.seed, 0)
 
 
 @dataclass
