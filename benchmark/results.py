@@ -126,7 +126,7 @@ def run_problem(run_dir: Path) -> str | None:
     try:
         read_run(run_dir / "result.json", run_dir / "per_user.csv")
     except BenchmarkError as exc:
-        return str(exc)
+        return str(exc).replace(f"{run_dir}{os.sep}", "")
     return None
 
 
