@@ -33,6 +33,11 @@ import numpy as np
 
 from benchmark.errors import BenchmarkError
 
+try:
+    import fcntl
+except ImportError:  # no flock (Windows): no cross-process locking, see the module docstring
+    fcntl = None
+
 
 def stable_hash(obj: Any, length: int = 16) -> str:
     """A hash of JSON-able data and numpy arrays that is stable across runs and machines."""
@@ -164,10 +169,6 @@ class Cache:
         path = self.root / "locks" / f"{name.replace(os.sep, '_')}.lock"
         key = os.path.abspath(path)
         held: set[str] = _held.__dict__.setdefault("paths", set())
-        try:
-            import fcntl
-        except ImportError:  # no flock (Windows): no cross-process locking, see the module doc
-            fcntl = None
         if key in held or fcntl is None:
             yield
             return
