@@ -80,6 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("report", help="regenerate REPORT.md from result files alone")
     rep.add_argument("--results-dir", type=Path, default=None, help="default: results/")
     rep.add_argument("--output", type=Path, default=None, help="default: REPORT.md beside results")
+    rep.add_argument("--lenient", action="store_true",
+                     help="skip result files that cannot be trusted (no per-user file, "
+                          "unreadable, row count or users that disagree) instead of stopping; "
+                          "each is named on stderr and in the report's 'Skipped files'")
 
     for name, text in (("recommend", "recommend for one user, optionally steered by a prompt"),
                        ("chat", "talk to a conversational method")):
@@ -284,7 +288,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     results = args.results_dir or DEFAULT_RESULTS_DIR
     if not Path(results).is_dir():
         raise BenchmarkError(f"{results}: no such results directory")
-    output = report.write_report(Path(results), args.output)
+    output = report.write_report(Path(results), args.output, lenient=args.lenient)
     print(f"report: {output}")
     return 0
 

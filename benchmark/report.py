@@ -2,11 +2,15 @@
 
 Every number is recomputed from the per-user files (ranks) and the JSON beside each (list length
 for ranking methods, timings, parameters, diagnostics); nothing is read from logs or caches.
+A file that cannot be trusted (see :func:`benchmark.results.read_run`), or whose users differ
+from those of the reference method of its (dataset, protocol), stops the report with an error
+naming it; ``lenient=True`` skips it instead, warns on stderr and lists it in the report.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,9 +21,10 @@ from tabulate import tabulate
 
 from benchmark import registry
 from benchmark.cache import atomic_write_text
+from benchmark.errors import BenchmarkError
 from benchmark.evaluation import HEADLINE, METRICS
 from benchmark.plots import plot_overall, plot_slices
-from benchmark.results import MethodRuns, load_results, ranks_from_table
+from benchmark.results import MethodRuns, Skipped, load_results, ranks_from_table
 from benchmark.settings import DEFAULT_RESULTS_DIR, HarnessSettings, harness_settings
 from benchmark.statistics import bootstrap_ci, compare_to_reference
 
@@ -51,11 +56,6 @@ def _params(n: float | None) -> str:
     return f"{n / 1e6:.2f}M" if n >= 1e5 else f"{int(n):,}"
 
 
-def _aligned(methods: dict[str, MethodRuns]) -> bool:
-    ids = [tuple(m.tables[0]["user_id"]) for m in methods.values()]
-    return all(i == ids[0] for i in ids)
-
-
 def _choose_reference(methods: dict[str, MethodRuns], preferred: str, fallback: str) -> str | None:
     if preferred in methods:
         return preferred
@@ -75,14 +75,59 @@ def _slice_masks(table0: pd.DataFrame) -> list[tuple[str, str, np.ndarray]]:
     return out
 
 
+def _users(table: pd.DataFrame) -> tuple[tuple[str, str], ...]:
+    """The test cases of a per-user file: (user, target item) pairs in user order."""
+    return tuple(zip(table["user_id"], table["target_item_id"]))
+
+
+def _same_users(methods: dict[str, MethodRuns], settings: HarnessSettings, lenient: bool,
+                skipped: list[Skipped]) -> dict[str, MethodRuns]:
+    """The methods (and seeds) whose per-user files hold the reference's users; any other file
+    is an error, or, with ``lenient``, skipped. Per-user values are paired by position, so a
+    file on other users would compare different test cases."""
+    reference = _choose_reference(methods, settings.reference, settings.fallback_reference)
+    if reference is None:  # no reference method: the users most files share
+        counts: dict[tuple[str, ...], int] = {}
+        for runs in methods.values():
+            for table in runs.tables:
+                counts[_users(table)] = counts.get(_users(table), 0) + 1
+        users = max(counts, key=lambda u: counts[u])  # first of the most common, in file order
+        ref_path = next(p for r in methods.values() for p, t in zip(r.paths, r.tables)
+                        if _users(t) == users)
+    else:
+        users, ref_path = _users(methods[reference].tables[0]), methods[reference].paths[0]
+    ref_name = f"{ref_path.parent.name}/{ref_path.name}"
+    kept: dict[str, MethodRuns] = {}
+    for name, runs in methods.items():
+        keep = MethodRuns(name)
+        for result, table, path in zip(runs.results, runs.tables, runs.paths):
+            if _users(table) == users:
+                keep.results.append(result)
+                keep.tables.append(table)
+                keep.paths.append(path)
+                continue
+            ours, theirs = set(table["user_id"]), {u for u, _ in users}
+            differ = (f"{len(ours - theirs)} of its {len(ours)} users are not among the "
+                      f"{len(theirs)} users of {ref_name}" if ours != theirs else
+                      f"its users are those of {ref_name}, but {len(set(_users(table)) - set(users))} "
+                      "target items differ (another split?)")
+            why = (f"{differ}; methods of one dataset and protocol must be evaluated on the same "
+                   "test cases")
+            if not lenient:
+                raise BenchmarkError(f"{path}: {why} (`report --lenient` skips such files)")
+            skipped.append(Skipped(path, why))
+        if keep.results:
+            kept[name] = keep
+    return kept
+
+
 @dataclass
 class Comparison:
     """The methods of one (dataset, protocol), in leaderboard order, and what they are tested
-    against. Per-user values are compared only when every method has the same users."""
+    against (every method holds the same users: see :func:`_same_users`)."""
 
     methods: dict[str, MethodRuns]
     reference: str | None
-    aligned: bool
     order: list[str]
     slices: list[tuple[str, str, np.ndarray]]
     settings: HarnessSettings
@@ -90,12 +135,10 @@ class Comparison:
 
     @classmethod
     def of(cls, methods: dict[str, MethodRuns], settings: HarnessSettings) -> Comparison:
-        aligned = _aligned(methods)
         reference = _choose_reference(methods, settings.reference, settings.fallback_reference)
         order = sorted(methods, key=lambda n: -(methods[n].per_user(HEADLINE).mean()))
         table0 = next(iter(methods.values())).tables[0]
-        return cls(methods, reference if aligned else None, aligned, order,
-                   _slice_masks(table0), settings)
+        return cls(methods, reference, order, _slice_masks(table0), settings)
 
     def ci(self, values: np.ndarray) -> tuple[float, float]:
         """95% bootstrap CI of the mean, with the profile's resamples and seed."""
@@ -123,10 +166,10 @@ class Comparison:
         return compare_to_reference(per_user, self.reference)
 
     def slice_means(self, name: str) -> dict[str, tuple[float, float, float]]:
-        """{slice label: (mean, CI low, CI high)} of the headline metric (aligned users only)."""
+        """{slice label: (mean, CI low, CI high)} of the headline metric."""
         out = {}
         for label, _, mask in self.slices:
-            v = self.methods[name].per_user(HEADLINE, mask) if self.aligned else None
+            v = self.methods[name].per_user(HEADLINE, mask)
             if v is not None and len(v):
                 out[label] = (float(v.mean()), *self.ci(v))
         return out
@@ -147,8 +190,7 @@ def _header(dataset: str, protocol: str, c: Comparison) -> list[str]:
     first = next(iter(c.methods.values())).results[0]
     stats = first["dataset"]["stats"]
     if c.reference is None:
-        why = ("" if c.aligned else
-               " (the methods' per-user files hold different users, so nothing is tested)")
+        why = ""
     elif c.reference != c.settings.reference:
         why = f" ({c.settings.reference} has no results here)"
     else:
@@ -367,18 +409,29 @@ in each result JSON.
 """
 
 
-def write_report(results_dir: Path, output: Path | None = None) -> Path:
+def write_report(results_dir: Path, output: Path | None = None, lenient: bool = False) -> Path:
+    """REPORT.md from the result files under ``results_dir``; a file that cannot be trusted is
+    an error, or with ``lenient`` skipped (a warning on stderr and a "Skipped files" section)."""
     results_dir = Path(results_dir)
     if output is None:
         output = (registry.REPO_ROOT / "REPORT.md" if results_dir.resolve() ==
                   DEFAULT_RESULTS_DIR.resolve() else results_dir / "REPORT.md")
     settings = harness_settings("default")
-    found = load_results(results_dir)
+    loaded = load_results(results_dir, lenient=lenient)
+    skipped = loaded.skipped
+    found = {}
+    for where, methods in loaded.runs.items():
+        kept = _same_users(methods, settings, lenient, skipped)
+        if kept:
+            found[where] = kept
+    for s in skipped:
+        print(f"warning: skipped {s.path}: {s.why}", file=sys.stderr)
     first = next((m.results[0] for ms in found.values() for m in ms.values()), None)
     masking = "" if first is None or first["harness"]["mask_history"] else " (here: NOT masked)"
     k = first["harness"]["top_k"] if first else 20
     lines = [PREAMBLE.format(results=os.path.relpath(results_dir, output.parent), masking=masking,
                              k=k, resamples=settings.bootstrap_resamples)]
+    lines += _skipped(skipped, results_dir)
     if not found:
         lines.append("No results yet: run `python -m benchmark --all`.")
     for (dataset, protocol), methods in sorted(found.items(), key=lambda kv: (kv[0][0], kv[0][1] != "loo")):
@@ -389,6 +442,17 @@ def write_report(results_dir: Path, output: Path | None = None) -> Path:
     lines += _run_table(found)
     atomic_write_text(output, "\n".join(lines).rstrip() + "\n")
     return output
+
+
+def _skipped(skipped: list[Skipped], results_dir: Path) -> list[str]:
+    """The files `report --lenient` left out, so a reader knows the tables are incomplete."""
+    if not skipped:
+        return []
+    rows = [[f"`{os.path.relpath(s.path, results_dir)}`", s.why.replace("|", "\\|")]
+            for s in sorted(skipped, key=lambda s: str(s.path))]
+    return ["## Skipped files", "",
+            "`report --lenient` left these files out of every table below:", "",
+            tabulate(rows, ["file", "why"], tablefmt="pipe", disable_numparse=True), ""]
 
 
 def _run_table(found: dict) -> list[str]:

@@ -3,7 +3,12 @@
 Layout: ``<results>/<dataset>/<protocol>/<method>/seed<k>.json`` with ``seed<k>.per_user.csv``
 beside it (``user_id``, ``target_item_id``, ``rank`` -- 1-based, empty for a miss -- then one
 column per slice). A finished run is first written into its cache folder, then copied into
-place, so an interrupted run never leaves half a result under ``results/``.
+place; both files are written all-or-nothing (:func:`benchmark.cache.atomic_write_files`), so an
+interrupted run, a full disk or a concurrent invocation never leaves half a result.
+
+Reading checks that each JSON parses, has its per-user file, and that the two agree (one row
+per test case, ranks empty or integers >= 1, each user once); a file that fails is a
+BenchmarkError naming it, or, read leniently, a :class:`Skipped` entry the report lists.
 
 Reading accepts every schema version listed in ``READABLE_SCHEMAS`` and hands back the current
 shape: a version-1 ``training.validation_ndcg10`` (a list of floats) becomes ``training.curve``
@@ -12,9 +17,9 @@ points whose ``examples`` and ``seconds`` are unknown (None).
 
 from __future__ import annotations
 
+import io
 import json
 import os
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from benchmark.cache import atomic_write_text
+from benchmark.cache import atomic_write_files
 from benchmark.errors import BenchmarkError
 from benchmark.evaluation import HEADLINE, history_buckets, metric_values, popularity_buckets
 from benchmark.statistics import bootstrap_ci
@@ -102,23 +107,41 @@ def jsonable(obj: Any) -> Any:
 
 
 def write_run(run_dir: Path, per_user: pd.DataFrame, result: dict[str, Any]) -> None:
-    """A finished run's two files into its cache folder, each written atomically."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    per_user.to_csv(run_dir / "per_user.csv.tmp", index=False)
-    os.replace(run_dir / "per_user.csv.tmp", run_dir / "per_user.csv")
-    atomic_write_text(run_dir / "result.json", json.dumps(result, indent=1, sort_keys=False))
+    """A finished run's two files into its cache folder, all or nothing; result.json, renamed
+    into place last, marks the run finished."""
+    atomic_write_files({
+        run_dir / "per_user.csv": per_user.to_csv(index=False).encode("utf-8"),
+        run_dir / "result.json": json.dumps(result, indent=1, sort_keys=False).encode("utf-8"),
+    })
+
+
+NOT_FINISHED = "not finished"
+
+
+def run_problem(run_dir: Path) -> str | None:
+    """Why a cache folder cannot be served as a finished run: ``NOT_FINISHED`` (no result.json
+    yet) or what is damaged; None when both files are there and agree."""
+    if not (run_dir / "result.json").exists():
+        return NOT_FINISHED
+    try:
+        read_run(run_dir / "result.json", run_dir / "per_user.csv")
+    except BenchmarkError as exc:
+        return str(exc).replace(f"{run_dir}{os.sep}", "")
+    return None
 
 
 def is_complete(run_dir: Path) -> bool:
-    """Whether a cache folder holds both files of a finished run."""
-    return (run_dir / "result.json").exists() and (run_dir / "per_user.csv").exists()
+    """Whether a cache folder holds both files of a finished run, readable and in agreement."""
+    return run_problem(run_dir) is None
 
 
 def install(run_dir: Path, target: Path) -> None:
-    """Copy a finished run from its cache folder to ``target`` (the JSON) and the CSV beside it."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(run_dir / "per_user.csv", target.with_suffix(".per_user.csv"))
-    shutil.copyfile(run_dir / "result.json", target)
+    """Copy a finished run from its cache folder to ``target`` (the JSON) and the CSV beside it,
+    both or neither."""
+    atomic_write_files({
+        target.with_suffix(".per_user.csv"): (run_dir / "per_user.csv").read_bytes(),
+        target: (run_dir / "result.json").read_bytes(),
+    })
 
 
 def headline(result_path: Path) -> str:
@@ -135,7 +158,12 @@ def headline(result_path: Path) -> str:
 
 def read_result(path: Path) -> dict[str, Any]:
     """A result JSON in the current shape; a schema this code does not know is an error."""
-    result = json.loads(Path(path).read_text())
+    try:
+        result = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BenchmarkError(f"{path}: not a readable result JSON ({exc})") from exc
+    if not isinstance(result, dict):
+        raise BenchmarkError(f"{path}: not a result JSON (a {type(result).__name__}, not an object)")
     version = result.get("schema_version")
     if version not in READABLE_SCHEMAS:
         raise BenchmarkError(
@@ -151,6 +179,55 @@ def read_result(path: Path) -> dict[str, Any]:
     return result
 
 
+# What the report reads from every result JSON besides the per-user file.
+REQUIRED_KEYS = ("method", "seed", "n_test_cases", "dataset", "harness", "environment",
+                 "timing", "training")
+
+
+def read_run(json_path: Path, csv_path: Path) -> tuple[dict[str, Any], pd.DataFrame]:
+    """A result JSON and its per-user file, checked against each other; the table is sorted by
+    user. Any disagreement is a BenchmarkError naming the file and what disagrees."""
+    result = read_result(json_path)
+    missing = [k for k in REQUIRED_KEYS if k not in result]
+    if missing:
+        raise BenchmarkError(f"{json_path}: lacks {', '.join(missing)}")
+    n_cases = result["n_test_cases"]
+    if not isinstance(n_cases, int) or isinstance(n_cases, bool):
+        raise BenchmarkError(f"{json_path}: n_test_cases is {n_cases!r}, not a count")
+    if not csv_path.exists():
+        raise BenchmarkError(f"{json_path}: its per-user file {csv_path.name} is missing")
+    table = _read_per_user(csv_path)
+    if len(table) != n_cases:
+        raise BenchmarkError(f"{csv_path}: {len(table)} rows, but {json_path.name} says "
+                             f"n_test_cases = {n_cases}")
+    return result, table.sort_values("user_id", kind="stable").reset_index(drop=True)
+
+
+def _read_per_user(path: Path) -> pd.DataFrame:
+    """A per-user file with its ranks checked (empty or an integer >= 1) and each user once."""
+    try:
+        text = path.read_bytes().decode("utf-8")
+        table = pd.read_csv(io.StringIO(text), dtype={"user_id": str, "target_item_id": str,
+                                                      "rank": str}, keep_default_na=False)
+    except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise BenchmarkError(f"{path}: not a readable per-user file ({exc})") from exc
+    absent = [c for c in ("user_id", "target_item_id", "rank") if c not in table]
+    if absent:
+        raise BenchmarkError(f"{path}: no column {', '.join(absent)}")
+    rank = table["rank"].str.strip()
+    bad = ~(rank.eq("") | (rank.str.fullmatch(r"\d+") & ~rank.str.fullmatch(r"0+")))
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        raise BenchmarkError(f"{path}: line {row + 2}: rank {table['rank'].iloc[row]!r} is "
+                             "neither empty (a miss) nor an integer >= 1")
+    repeated = table["user_id"][table["user_id"].duplicated()]
+    if len(repeated):
+        raise BenchmarkError(f"{path}: user {repeated.iloc[0]!r} appears more than once")
+    out = pd.read_csv(io.StringIO(text), dtype={"user_id": str, "target_item_id": str})
+    out["rank"] = pd.array([int(r) if r else None for r in rank], dtype="Int64")
+    return out
+
+
 @dataclass
 class MethodRuns:
     """All seeds of one method under one (dataset, protocol)."""
@@ -158,6 +235,7 @@ class MethodRuns:
     name: str
     results: list[dict[str, Any]] = field(default_factory=list)
     tables: list[pd.DataFrame] = field(default_factory=list)
+    paths: list[Path] = field(default_factory=list)  # each seed's result JSON
 
     @property
     def list_length(self) -> int | None:
@@ -195,17 +273,46 @@ class MethodRuns:
         return float(np.mean(vals)) if vals else None
 
 
-def load_results(results_dir: Path) -> dict[tuple[str, str], dict[str, MethodRuns]]:
-    """{(dataset, protocol): {method: MethodRuns}} from ``<dataset>/<protocol>/<method>/seed*.json``."""
+@dataclass
+class Skipped:
+    """A result file a lenient read left out, and why."""
+
+    path: Path
+    why: str
+
+
+@dataclass
+class ResultSet:
+    """What :func:`load_results` found: {(dataset, protocol): {method: MethodRuns}}, and the
+    files it skipped (lenient reads only)."""
+
+    runs: dict[tuple[str, str], dict[str, MethodRuns]]
+    skipped: list[Skipped] = field(default_factory=list)
+
+
+def load_results(results_dir: Path, lenient: bool = False) -> ResultSet:
+    """Every ``<dataset>/<protocol>/<method>/seed*.json`` with its per-user file, checked by
+    :func:`read_run`. Strict: the first bad file is a BenchmarkError; lenient: it is skipped."""
     found: dict[tuple[str, str], dict[str, MethodRuns]] = {}
+    skipped: list[Skipped] = []
     for path in sorted(Path(results_dir).glob("*/*/*/seed*.json")):
         method_dir = path.parent
         dataset, protocol, method = method_dir.parent.parent.name, method_dir.parent.name, method_dir.name
-        csv = path.with_suffix(".per_user.csv")
-        if not csv.exists():
+        try:
+            result, table = read_run(path, path.with_suffix(".per_user.csv"))
+        except BenchmarkError as exc:
+            if not lenient:
+                raise BenchmarkError(f"{exc} (`report --lenient` skips such files)") from exc
+            skipped.append(Skipped(path, _why(exc, path)))
             continue
         runs = found.setdefault((dataset, protocol), {}).setdefault(method, MethodRuns(method))
-        runs.results.append(read_result(path))
-        table = pd.read_csv(csv, dtype={"user_id": str, "target_item_id": str})
-        runs.tables.append(table.sort_values("user_id", kind="stable").reset_index(drop=True))
-    return found
+        runs.results.append(result)
+        runs.tables.append(table)
+        runs.paths.append(path)
+    return ResultSet(found, skipped)
+
+
+def _why(exc: BenchmarkError, path: Path) -> str:
+    """The message with the files of this run named by file name (the skip list names the
+    JSON's path already)."""
+    return str(exc).removeprefix(f"{path}: ").replace(f"{path.parent}{os.sep}", "")

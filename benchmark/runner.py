@@ -25,11 +25,12 @@ from benchmark.datasets import dataset_fingerprint, load_dataset
 from benchmark.errors import BenchmarkError
 from benchmark.evaluation import HEADLINE, evaluate, metric_values
 from benchmark.results import (
+    NOT_FINISHED,
     SCHEMA_VERSION,
     install,
-    is_complete,
     jsonable,
     per_user_table,
+    run_problem,
     slice_metrics,
     write_run,
 )
@@ -152,7 +153,12 @@ def run_key(req: RunRequest, settings: HarnessSettings, dataset: Dataset, split:
 
 
 def run(req: RunRequest) -> Path:
-    """Run one (method, dataset, protocol, seed); return the path of its result JSON."""
+    """Run one (method, dataset, protocol, seed); return the path of its result JSON.
+
+    A run found finished in the cache is copied, not recomputed. Concurrent invocations on one
+    cache take the run's lock around check -> fit -> write: the second waits for the first,
+    then copies its finished run. A cached run that does not read back whole is recomputed.
+    """
     import torch
 
     settings = harness_settings(req.profile, req.harness_overrides)
@@ -165,10 +171,24 @@ def run(req: RunRequest) -> Path:
     target = out_dir / dataset.name / req.protocol / req.method / f"seed{req.seed}.json"
     key = run_key(req, settings, dataset, split, config, cls)
     cached = cache_dir / "runs" / key
-    if is_complete(cached):
+    waiting = (f"waiting for another invocation running {req.method} {dataset.name} "
+               f"{req.protocol} seed{req.seed} on cache {cache_dir}")
+    with Cache(cache_dir).lock(f"run-{key}", waiting=waiting):
+        problem = run_problem(cached)
+        if problem is None:
+            install(cached, target)
+            return target
+        if problem != NOT_FINISHED:
+            print(f"warning: cached run {cached} is damaged ({problem}); recomputing it",
+                  file=sys.stderr)
+        _compute(req, settings, dataset, split, cls, config, cached)
         install(cached, target)
-        return target
+    return target
 
+
+def _compute(req: RunRequest, settings: HarnessSettings, dataset: Dataset, split: Split,
+             cls: type, config: Any, cached: Path) -> None:
+    """Fit, evaluate on the test cases, and write the finished run into ``cached``."""
     adapter, ctx, fit_seconds = fit_adapter(req, settings, dataset, split)
     progress = _progress(req.show_progress, f"{req.method} test")
     ev = evaluate(adapter, split.test, dataset.n_items, mask_history=settings.mask_history,
@@ -207,5 +227,3 @@ def run(req: RunRequest) -> Path:
         "diagnostics": jsonable(diagnostics),
     }
     write_run(cached, per_user, result)
-    install(cached, target)
-    return target

@@ -9,6 +9,7 @@ import json
 
 import pytest
 
+from benchmark.errors import BenchmarkError
 from benchmark.report import write_report
 
 USERS = [f"u{i:02d}" for i in range(10)]
@@ -129,15 +130,25 @@ def test_popularity_is_the_reference_when_sasrec_id_has_no_results(tmp_path):
     assert "### Paired tests against popularity" in text
 
 
-def test_methods_on_different_users_are_not_tested(tmp_path):
+def test_methods_on_different_users_are_an_error_or_skipped_with_lenient(tmp_path, capsys):
+    """Per-user values are paired by position: a file on other users is never compared."""
     results = tmp_path / "results"
     write_method(results, "sasrec_id", [3] * 10)
+    write_method(results, "weak", [7] * 10)
     write_method(results, "strong", [1] * 10, users=[f"u{i:02d}" for i in range(1, 11)])
-    text = report(results, tmp_path)
-    assert ("Reference for significance: **none** (the methods' per-user files hold different "
-            "users, so nothing is tested).") in text
-    assert "### Paired tests" not in text
-    leaderboard, slices = tables(text)[:2]
-    assert not [cell for row in leaderboard + slices for cell in row if "▲" in cell or "▼" in cell]
-    assert [r[0] for r in leaderboard[1:]] == ["strong", "sasrec_id"]
-    assert all(cell == "n/a" for row in slices[1:] for cell in row[1:])
+    with pytest.raises(BenchmarkError, match=r"strong/seed0\.json: 1 of its 10 users are not "
+                                             r"among the 10 users of sasrec_id/seed0\.json"):
+        report(results, tmp_path)
+    assert not (tmp_path / "REPORT.md").exists()
+
+    text = write_report(results, tmp_path / "REPORT.md", lenient=True).read_text()
+    assert "warning: skipped " in capsys.readouterr().err
+    skipped, leaderboard, slices, paired = tables(text)[:4]
+    assert skipped[0] == ["file", "why"] and len(skipped) == 2
+    assert skipped[1][0] == "`toy/loo/strong/seed0.json`" and "1 of its 10 users" in skipped[1][1]
+    # the methods on the reference's users are still compared, with their marks
+    assert "Reference for significance: **sasrec_id**." in text
+    assert [r[0] for r in leaderboard[1:]] == ["**sasrec_id**", "weak"]
+    assert leaderboard[2][leaderboard[0].index("NDCG@10 [95% CI]")] == "0.3333 [0.3333, 0.3333] ▼"
+    assert [r[:3] for r in paired[1:] if r[0] == "all"] == [["all", "weak", "-0.1667"]]
+    assert all("strong" not in row[0] for row in slices + paired)

@@ -3,7 +3,9 @@
 - :func:`get_or_train` loads a torch checkpoint for a key or trains it and stores it
   atomically. The training record made meanwhile (examples seen, validation curve points,
   stop reason, seconds) is stored with it and replayed into the run's context on a cache hit,
-  so a resumed run reports the curve and fit time of the original training.
+  so a resumed run reports the curve and fit time of the original training. One process
+  trains a key while others sharing the cache wait for it (a lock per key); a checkpoint that
+  does not load is retrained with a warning, never served.
 - :func:`train_with_patience` is the loop around ``validate()``: train a round (an epoch, a
   chunk of steps), validate every ``eval_every`` rounds, keep a snapshot of the best state,
   stop after ``patience`` validations without a new best.
@@ -13,12 +15,15 @@ from __future__ import annotations
 
 import io
 import math
+import pickle
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from benchmark.adapter import RunContext
-from benchmark.cache import atomic_write_bytes
+from benchmark.cache import atomic_write_bytes, warn_damaged
 
 # Bump when the stored layout changes ({"state", "record"}); it is part of every key.
 CHECKPOINT_FORMAT = 2
@@ -32,19 +37,46 @@ def get_or_train(ctx: RunContext, kind: str, key: Any, train: Callable[[], Any],
     ``key`` must cover everything that changes the state (inputs' fingerprints, config, the
     module's VERSION, seed). ``weights_only=False`` is for states that pickle objects.
     """
+    path = ctx.cache.torch_path(kind, [CHECKPOINT_FORMAT, key])
+    saved = _load(path, map_location, weights_only, warn=True)
+    if saved is None:
+        with ctx.cache.lock(f"{kind}-{path.stem}"):
+            # Trained by another process while this one waited?
+            saved = _load(path, map_location, weights_only, warn=False)
+            if saved is None:
+                return _train_and_store(ctx, path, train), False
+    ctx.replay(saved["record"])
+    return saved["state"], True
+
+
+def _train_and_store(ctx: RunContext, path: Path, train: Callable[[], Any]) -> Any:
     import torch
 
-    path = ctx.cache.torch_path(kind, [CHECKPOINT_FORMAT, key])
-    if path.exists():
-        saved = torch.load(path, map_location=map_location, weights_only=weights_only)
-        ctx.replay(saved["record"])
-        return saved["state"], True
     mark = ctx.mark()
     state = train()
     buffer = io.BytesIO()
     torch.save({"state": state, "record": ctx.record_since(mark)}, buffer)
     atomic_write_bytes(path, buffer.getvalue())
-    return state, False
+    return state
+
+
+def _load(path: Path, map_location: str, weights_only: bool, warn: bool) -> dict | None:
+    """The stored {"state", "record"} at ``path``, or None if it is missing or does not load
+    (a truncated or garbled file: warned about when ``warn``)."""
+    import torch
+
+    try:
+        saved = torch.load(path, map_location=map_location, weights_only=weights_only)
+        if not (isinstance(saved, dict) and {"state", "record"} <= saved.keys()):
+            raise ValueError("not a {state, record} checkpoint")
+        return saved
+    except FileNotFoundError:
+        return None
+    except (RuntimeError, EOFError, ValueError, KeyError, TypeError, AttributeError,
+            ImportError, pickle.UnpicklingError, zipfile.BadZipFile) as exc:
+        if warn:
+            warn_damaged(path, exc)
+        return None
 
 
 @dataclass
