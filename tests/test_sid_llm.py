@@ -314,7 +314,7 @@ def test_chat_keeps_the_conversation_and_leaves_on_quit(random_sids, tiny_atomic
     from benchmark.settings import harness_settings
 
     req = runner.RunRequest(method="sid_llm", dataset=str(tiny_atomic), protocol="loo", seed=0,
-                            overrides={}, meta=None, cache_dir=cache_dir,
+                            profile="smoke", overrides={}, meta=None, cache_dir=cache_dir,
                             show_progress=False)
     settings = harness_settings("smoke")
     dataset, split = runner.prepare(req, settings)
