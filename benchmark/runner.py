@@ -193,9 +193,10 @@ def _compute(req: RunRequest, settings: HarnessSettings, dataset: Dataset, split
     progress = _progress(req.show_progress, f"{req.method} test")
     ev = evaluate(adapter, split.test, dataset.n_items, mask_history=settings.mask_history,
                   k=settings.top_k, batch_size=settings.eval_batch_size, progress=progress)
-    trainable, total = (adapter.parameter_counts() if hasattr(adapter, "parameter_counts")
-                        else (0, 0))
-    diagnostics = adapter.diagnostics() if hasattr(adapter, "diagnostics") else {}
+    with method_phase(req.method, "diagnostics"):
+        trainable, total = (adapter.parameter_counts() if hasattr(adapter, "parameter_counts")
+                            else (0, 0))
+        diagnostics = adapter.diagnostics() if hasattr(adapter, "diagnostics") else {}
     per_user, slices, edges = per_user_table(dataset, split, ev.ranks)
     result = {
         "schema_version": SCHEMA_VERSION,

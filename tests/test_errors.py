@@ -43,6 +43,11 @@ class Boom(AdapterBase):
             raise ValueError("score went wrong")
         return torch.zeros(len(users), self.n)
 
+    def diagnostics(self):
+        if self.config.where == "diagnostics":
+            raise RuntimeError("diagnostics went wrong")
+        return {}
+
 
 @register("boom_ranking")
 class BoomRanking(Boom):
@@ -116,6 +121,8 @@ def test_adapter_module_that_raises_on_import(external, smoke, capsys):
 @pytest.mark.parametrize("method, where, message", [
     ("boom", "fit", "method 'boom' failed in fit: RuntimeError: fit went wrong"),
     ("boom", "score", "method 'boom' failed in score: ValueError: score went wrong"),
+    ("boom", "diagnostics",
+     "method 'boom' failed in diagnostics: RuntimeError: diagnostics went wrong"),
     ("boom_ranking", "nowhere", "method 'boom_ranking' failed in rank: IndexError: rank went wrong"),
     ("boom", "on_purpose", "boom: the data has no prices"),  # a BenchmarkError passes unchanged
 ])
