@@ -159,9 +159,13 @@ class RunContext:
         """Training wall seconds so far, counting cached checkpoints at their original cost."""
         return time.perf_counter() - self.started + self.restored_seconds
 
-    def add_point(self, valid_ndcg10: float) -> None:
-        self.curve.append({"examples": self.examples_seen, "seconds": round(self.elapsed(), 3),
-                           "valid_ndcg10": float(valid_ndcg10)})
+    def add_point(self, valid_ndcg10: float, cold_valid_ndcg10: float | None = None) -> None:
+        """One validation point; under ``cold_item`` also the ``cold_valid`` slice's NDCG@10."""
+        point = {"examples": self.examples_seen, "seconds": round(self.elapsed(), 3),
+                 "valid_ndcg10": float(valid_ndcg10)}
+        if cold_valid_ndcg10 is not None:
+            point["valid_ndcg10_cold_valid"] = float(cold_valid_ndcg10)
+        self.curve.append(point)
 
     def mark(self) -> tuple[int, int, float]:
         """Where the training record stands now; :meth:`record_since` takes it back."""

@@ -1,5 +1,5 @@
-"""Command line: ``python -m benchmark [run] --all | --methods a,b``, ``list``, ``report``,
-``recommend``, ``chat``.
+"""Command line: ``python -m benchmark [run] --all | --methods a,b``, ``tune``, ``list``,
+``report``, ``recommend``, ``chat``.
 
 Errors in the user's input (unknown method, bad data file, unknown config key, empty dataset, a
 method's own code failing, an unwritable results or cache directory) print one line
@@ -20,7 +20,7 @@ from typing import NoReturn
 
 from benchmark.errors import BenchmarkError, one_line
 
-COMMANDS = ("run", "list", "report", "recommend", "chat")
+COMMANDS = ("run", "tune", "list", "report", "recommend", "chat")
 DEBUG_HELP = "print the traceback of an error (default: one line naming what to fix)"
 
 
@@ -32,9 +32,11 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _common_run_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dataset", default="ml-100k",
+    p.add_argument("--dataset", default=None,
                    help="dataset name from configs/datasets/ or a path: a RecBole .inter file "
-                        "(or its folder), or an Amazon Reviews 2023 <Category>.jsonl[.gz]")
+                        "(or its folder), an Amazon Reviews 2023 <Category>.jsonl[.gz], or an "
+                        "LC-Rec <Name>.inter.json[.gz] (default: `run` covers the profile's "
+                        "datasets, `recommend`/`chat` use ml-100k)")
     p.add_argument("--meta", default=None,
                    help="Amazon meta_<Category>.jsonl[.gz] (default: beside the reviews file)")
     p.add_argument("--profile", default="default", choices=("smoke", "default", "paper"))
@@ -74,6 +76,21 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-report", action="store_true", help="do not regenerate the report")
     _common_run_args(run)
 
+    tune = sub.add_parser(
+        "tune", help="choose a method's settings on validation (never on test)",
+        description="Fit every point of a grid and evaluate it on the validation cases only "
+                    "(NDCG@10 over all of them; under cold_item warm and cold_valid together). "
+                    "Writes <results>/<dataset>/tuning/<method>.<protocol>.json, which the "
+                    "report shows; copy the choice into the method's YAML yourself.")
+    tune.add_argument("method")
+    tune.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2",
+                      help="a config key and its candidate values (repeat for more keys)")
+    tune.add_argument("--protocol", default="loo", choices=("loo", "cold_item"))
+    tune.add_argument("--seed", type=int, default=0)
+    tune.add_argument("--results-dir", type=Path, default=None,
+                      help="where the record goes (default: as for `run`)")
+    _common_run_args(tune)
+
     sub.add_parser("list", help="list methods, datasets and profiles").add_argument(
         "--adapter-module", action="append", default=[], metavar="MODULE")
 
@@ -112,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         argv.insert(lead, "run")
     args = build_parser().parse_args(argv)
     try:
-        return {"run": cmd_run, "list": cmd_list, "report": cmd_report,
+        return {"run": cmd_run, "tune": cmd_tune, "list": cmd_list, "report": cmd_report,
                 "recommend": cmd_converse, "chat": cmd_converse}[args.command](args)
     except KeyboardInterrupt:
         print("interrupted; finished runs are cached and will be reused", file=sys.stderr)
@@ -163,11 +180,11 @@ def _write_places(args: argparse.Namespace) -> list[tuple[str, Path]]:
         results = args.results_dir or DEFAULT_RESULTS_DIR
         return [("--output", args.output or results.parent / "REPORT.md"),
                 ("--results-dir", results)]
-    if args.command not in ("run", "recommend", "chat"):
+    if args.command not in ("run", "tune", "recommend", "chat"):
         return []
     cache = args.cache_dir or default_cache_dir()
     places = [("--cache-dir", cache)]
-    if args.command == "run":
+    if args.command in ("run", "tune"):
         places.insert(0, ("--results-dir", results_dir_for(args.profile, args.results_dir, cache)))
     return places
 
@@ -226,31 +243,65 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise BenchmarkError(f"unknown method {unknown[0]!r}; known methods: {', '.join(known)}")
     _check_scoped_overrides(method_over, methods)
     seeds = parse_seeds(args.seeds) if args.seeds else settings.seeds
-    for method in methods:  # every config is checked before any data is loaded or job run
-        runner.resolve_config(method, args.profile,
-                              _overrides_for(method, method_over, len(methods)))
+    datasets = [args.dataset] if args.dataset else settings.datasets
+    for dataset in datasets:  # every config is checked before any data is loaded or job run
+        for method in methods:
+            runner.resolve_config(method, args.profile,
+                                  _overrides_for(method, method_over, len(methods)),
+                                  _dataset_name(dataset))
     protocols = ("loo", "cold_item") if args.protocol == "both" else (args.protocol,)
-    jobs = [(p, m, s) for p in protocols for m in methods for s in seeds]
+    jobs = [(d, p, m, s) for d in datasets for p in protocols for m in methods for s in seeds]
     cache_dir = args.cache_dir or default_cache_dir()
     out_dir = results_dir_for(args.profile, args.results_dir, cache_dir)
     start = time.perf_counter()
     bar = tqdm(jobs, desc="runs", disable=args.no_progress)
-    for protocol, method, seed in bar:
-        bar.set_postfix_str(f"{method} {protocol} seed{seed}")
+    for dataset, protocol, method, seed in bar:
+        bar.set_postfix_str(f"{method} {dataset} {protocol} seed{seed}")
         # Override keys are checked against each method's own config; a scoped key
         # (`sasrec_id.lr=...`) reaches only its method.
         req = runner.RunRequest(
-            method=method, dataset=args.dataset, protocol=protocol, seed=seed,
+            method=method, dataset=dataset, protocol=protocol, seed=seed,
             profile=args.profile, overrides=_overrides_for(method, method_over, len(methods)),
             meta=args.meta, results_dir=out_dir, cache_dir=cache_dir,
             show_progress=not args.no_progress, harness_overrides=harness_over,
         )
         path = runner.run(req)
-        tqdm.write(f"{method:20s} {protocol:9s} seed{seed}: {headline(path)}")
+        tqdm.write(f"{method:20s} {path.parts[-4]:18s} {protocol:9s} seed{seed}: "
+                   f"{headline(path)}")
     print(f"wall time: {time.perf_counter() - start:.1f} s; results in {out_dir}")
     if not args.no_report:
         output = report.write_report(out_dir)
         print(f"report: {output}")
+    return 0
+
+
+def _dataset_name(dataset: str) -> str | None:
+    """The name a method YAML's ``datasets:`` block uses: a config name; None for a path (its
+    name is only known once loaded, and the run resolves the config again then)."""
+    from benchmark.settings import DATASET_CONFIG_DIR
+
+    return dataset if (DATASET_CONFIG_DIR / f"{dataset}.yaml").exists() else None
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    from benchmark import registry, tuning
+    from benchmark.settings import default_cache_dir, results_dir_for
+
+    _load_external(args.adapter_module)
+    if args.method not in registry.available():
+        raise BenchmarkError(f"unknown method {args.method!r}; known methods: "
+                             f"{', '.join(registry.available())}")
+    if args.seed < 0:
+        raise BenchmarkError(f"--seed expects an integer >= 0, got {args.seed}")
+    harness_over, method_over = _split_overrides(args.overrides)
+    if harness_over:
+        raise BenchmarkError("tune takes the profile's harness settings; drop --set harness.*")
+    grid = tuning.Grid.parse(args.grid)
+    cache_dir = args.cache_dir or default_cache_dir()
+    tuning.tune(args.method, args.dataset or "ml-100k", args.protocol, grid, seed=args.seed,
+                profile=args.profile, overrides=_overrides_for(args.method, method_over, 1),
+                results_dir=results_dir_for(args.profile, args.results_dir, cache_dir),
+                cache_dir=cache_dir, show_progress=not args.no_progress)
     return 0
 
 

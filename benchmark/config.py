@@ -226,13 +226,23 @@ def require_nested(key: str, cls: type, mapping: dict[str, Any]) -> Any:
 
 
 def method_layers(
-    name: str, yaml_data: dict[str, Any], profile: str, overrides: dict[str, Any]
+    name: str, yaml_data: dict[str, Any], profile: str, overrides: dict[str, Any],
+    dataset: str | None = None,
 ) -> list[tuple[str, dict[str, Any]]]:
-    """The YAML, its profile block and the ``--set`` overrides that apply to method ``name``."""
+    """The layers of method ``name``'s config, later ones winning: its YAML, the YAML's
+    ``datasets.<dataset>`` block (settings chosen on that dataset's validation), its
+    ``profiles.<profile>`` block, and the ``--set`` overrides that apply to it.
+
+    The profile block comes after the dataset block so that ``smoke`` stays tiny everywhere.
+    """
     base = dict(yaml_data)
     profiles = base.pop("profiles", {}) or {}
     if not isinstance(profiles, dict) or any(p not in PROFILES for p in profiles):
         raise BenchmarkError(f"configs/methods/{name}.yaml: `profiles:` keys must be {PROFILES}")
+    datasets = base.pop("datasets", {}) or {}
+    if not isinstance(datasets, dict):
+        raise BenchmarkError(f"configs/methods/{name}.yaml: `datasets:` must map dataset names "
+                             "to mappings")
     cli: dict[str, Any] = {}
     for key, value in overrides.items():
         scope, dot, rest = key.partition(".")
@@ -242,6 +252,8 @@ def method_layers(
             cli[key] = value
     return [
         (f"configs/methods/{name}.yaml", base),
+        (f"configs/methods/{name}.yaml datasets.{dataset}",
+         (datasets.get(dataset) or {}) if dataset else {}),
         (f"configs/methods/{name}.yaml profiles.{profile}", profiles.get(profile) or {}),
         ("--set", cli),
     ]

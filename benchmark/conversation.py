@@ -43,7 +43,7 @@ def _fitted(args: argparse.Namespace):
     from benchmark.settings import harness_settings
 
     req = runner.RunRequest(
-        method=args.method, dataset=args.dataset, protocol=args.protocol, seed=args.seed,
+        method=args.method, dataset=args.dataset or "ml-100k", protocol=args.protocol, seed=args.seed,
         profile=args.profile, overrides=parse_overrides(args.overrides), meta=args.meta,
         cache_dir=args.cache_dir, show_progress=not args.no_progress,
     )
@@ -53,7 +53,7 @@ def _fitted(args: argparse.Namespace):
 
         torch.set_num_threads(settings.threads)
     dataset, split = runner.prepare(req, settings)
-    cls, _ = runner.resolve_config(req.method, req.profile, req.overrides)
+    cls, _ = runner.resolve_config(req.method, req.profile, req.overrides, dataset.name)
     check_request(args, dataset, cls)  # before the model is loaded or trained
     adapter, _, _ = runner.fit_adapter(req, settings, dataset, split)
     return adapter, dataset, split
@@ -79,9 +79,10 @@ def check_request(args: argparse.Namespace, dataset, cls: type) -> None:
 
 
 def full_history(dataset, split, user: int) -> np.ndarray:
-    """Every known interaction of ``user`` (test target included), minus cold items."""
+    """Every known interaction of ``user`` (test target included), minus cold items (C and C_v)."""
     seq = dataset.sequences()[user]
-    return seq[~np.isin(seq, split.cold_items)] if len(split.cold_items) else seq
+    held_out = split.held_out_items()
+    return seq[~np.isin(seq, held_out)] if len(held_out) else seq
 
 
 def recommend(adapter, dataset, split, user_id: str, prompt: str | None, k: int,

@@ -109,6 +109,10 @@ class Dataset:
     user_ids: list[str]
     catalog: ItemCatalog
     stats: dict[str, Any] = field(default_factory=dict)
+    # Evaluation users (the dataset YAML's `eval_users`): None = every user, else a seeded
+    # sample of this size that holds every cold case (benchmark.splits.eval_user_sample).
+    eval_sample: int | None = None
+    eval_seed: int = 0
 
     @property
     def n_users(self) -> int:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 import yaml
 
 from benchmark.cache import stable_hash
-from benchmark.config import build_config
+from benchmark.config import build_config, require_at_least
 from benchmark.data import (
     Dataset,
     Preprocessing,
@@ -20,6 +22,33 @@ from benchmark.data import (
 from benchmark.errors import BenchmarkError
 from benchmark.registry import REPO_ROOT
 from benchmark.settings import DATASET_CONFIG_DIR
+
+
+@dataclass(frozen=True)
+class EvalUsers:
+    """A dataset YAML's ``eval_users``: ``all`` or ``{sample: N, seed: S}``.
+
+    The users whose validation and test cases are evaluated, the same for every method and both
+    protocols (paired tests need the same users). A sample always holds every user with a cold
+    test target or a ``cold_valid`` validation target. Changing it changes the split hash, so
+    every run is recomputed.
+    """
+
+    sample: int | None = None  # None: every user
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        require_at_least("eval_users.sample", self.sample, 1, optional=True)
+        require_at_least("eval_users.seed", self.seed, 0)
+
+
+def _eval_users(value, where: str) -> EvalUsers:
+    if value is None or value == "all":
+        return EvalUsers()
+    if not isinstance(value, dict):
+        raise BenchmarkError(f"{where}: eval_users must be `all` or {{sample: N, seed: S}}, "
+                             f"got {value!r}")
+    return build_config(EvalUsers, [(f"{where} eval_users", value)])
 
 
 @lru_cache(maxsize=8)
@@ -40,6 +69,7 @@ def load_dataset(name_or_path: str, meta: str | None = None, max_users: int | No
         path = None if path is None else REPO_ROOT / path
         meta = cfg.pop("meta", meta)
         text_fields = cfg.pop("text_fields", None)
+        eval_users = _eval_users(cfg.pop("eval_users", None), str(cfg_path))
         if cfg:
             raise BenchmarkError(f"{cfg_path}: unknown keys {sorted(cfg)}")
         if loader == "recbole_ml100k":
@@ -53,6 +83,9 @@ def load_dataset(name_or_path: str, meta: str | None = None, max_users: int | No
                                  text_fields=tuple(text_fields) if text_fields else None)
         else:
             raise BenchmarkError(f"{cfg_path}: unknown loader {loader!r}")
+        if eval_users.sample is not None:
+            dataset = dataclasses.replace(dataset, eval_sample=eval_users.sample,
+                                          eval_seed=eval_users.seed)
     else:
         path = Path(name_or_path)
         if not path.exists():
@@ -77,7 +110,8 @@ def _first_users(dataset: Dataset, n: int) -> Dataset:
     """Keep the first ``n`` users (smoke profile); the catalogue is kept whole."""
     inter = dataset.interactions[dataset.interactions["user"] < n].reset_index(drop=True)
     stats = dict(dataset.stats, n_users=n, n_interactions=int(len(inter)), subsampled_users=n)
-    return Dataset(dataset.name, inter, dataset.user_ids[:n], dataset.catalog, stats)
+    return dataclasses.replace(dataset, interactions=inter, user_ids=dataset.user_ids[:n],
+                               stats=stats)
 
 
 def dataset_fingerprint(dataset: Dataset) -> str:

@@ -90,16 +90,21 @@ def _find_parent(name: str, child: Path) -> Path:
     raise BenchmarkError(f"{child}: `include: {name}` names no method YAML ({name}.yaml not found)")
 
 
-def _profiles(data: dict[str, Any], path: Path) -> dict[str, dict[str, Any]]:
-    profiles = data.get("profiles") or {}
-    if not isinstance(profiles, dict) or not all(
-            isinstance(block, dict) or block is None for block in profiles.values()):
-        raise BenchmarkError(f"{path}: `profiles:` must map profile names to mappings")
-    return {p: dict(block or {}) for p, block in profiles.items()}
+BLOCK_KEYS = ("profiles", "datasets")  # per-profile and per-dataset override blocks
+
+
+def _blocks(data: dict[str, Any], path: Path, key: str = "profiles") -> dict[str, dict[str, Any]]:
+    blocks = data.get(key) or {}
+    if not isinstance(blocks, dict) or not all(
+            isinstance(block, dict) or block is None for block in blocks.values()):
+        what = "profile" if key == "profiles" else "dataset"
+        raise BenchmarkError(f"{path}: `{key}:` must map {what} names to mappings")
+    return {p: dict(block or {}) for p, block in blocks.items()}
 
 
 def _resolved_yaml(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
-    """The YAML at ``path`` with its ``include:`` chain merged in (child wins, per profile)."""
+    """The YAML at ``path`` with its ``include:`` chain merged in (child wins, per profile and
+    per dataset block)."""
     path = path.resolve()
     if path in chain:
         cycle = " -> ".join(str(p) for p in (*chain[chain.index(path):], path))
@@ -112,12 +117,13 @@ def _resolved_yaml(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
         raise BenchmarkError(f"{path}: `include:` takes one method name, got {parent_name!r}")
     parent = _find_parent(parent_name, path)
     merged = _resolved_yaml(parent, (*chain, path))
-    profiles = _profiles(merged, parent)
-    for profile, block in _profiles(data, path).items():
-        profiles[profile] = {**profiles.get(profile, {}), **block}
-    merged.update({k: v for k, v in data.items() if k != "profiles"})
-    if profiles:
-        merged["profiles"] = profiles
+    blocks = {}
+    for key in BLOCK_KEYS:
+        blocks[key] = _blocks(merged, parent, key)
+        for name, block in _blocks(data, path, key).items():
+            blocks[key][name] = {**blocks[key].get(name, {}), **block}
+    merged.update({k: v for k, v in data.items() if k not in BLOCK_KEYS})
+    merged.update({key: value for key, value in blocks.items() if value})
     return merged
 
 

@@ -24,7 +24,7 @@ from benchmark.cache import atomic_write_text
 from benchmark.errors import BenchmarkError
 from benchmark.evaluation import HEADLINE, METRICS
 from benchmark.plots import plot_overall, plot_slices
-from benchmark.results import MethodRuns, Skipped, load_results, ranks_from_table
+from benchmark.results import MethodRuns, Skipped, load_results, load_tuning, ranks_from_table
 from benchmark.settings import DEFAULT_RESULTS_DIR, HarnessSettings, harness_settings
 from benchmark.statistics import bootstrap_ci, compare_to_reference
 
@@ -63,16 +63,38 @@ def _choose_reference(methods: dict[str, MethodRuns], preferred: str, fallback: 
 
 
 def _slice_masks(table0: pd.DataFrame) -> list[tuple[str, str, np.ndarray]]:
-    """(label, column header, mask) of every slice bucket present in a per-user file."""
+    """(label, column header, mask) of every slice bucket present in a per-user file.
+
+    Under ``cold_item``: ``cold`` (target in C), ``cold_valid`` (target in the cold-validation
+    set C_v, when the file has that column) and ``warm`` (neither).
+    """
     out = []
     for column, buckets in SLICE_COLUMNS.items():
         if column not in table0 or table0[column].isna().all():
             continue
+        if column == "cold_item":
+            out += _cold_masks(table0)
+            continue
         for bucket in buckets:
             mask = (table0[column].astype(str) == str(bucket)).to_numpy()
-            label = {True: "cold", False: "warm"}.get(bucket, bucket) if column == "cold_item" else bucket
-            out.append((f"{column}={label}", f"{label} (n={int(mask.sum())})", mask))
+            out.append((f"{column}={bucket}", f"{bucket} (n={int(mask.sum())})", mask))
     return out
+
+
+def _is_true(table0: pd.DataFrame, column: str) -> np.ndarray:
+    if column not in table0:
+        return np.zeros(len(table0), dtype=bool)
+    return (table0[column].astype(str) == "True").to_numpy()
+
+
+def _cold_masks(table0: pd.DataFrame) -> list[tuple[str, str, np.ndarray]]:
+    cold, cold_valid = _is_true(table0, "cold_item"), _is_true(table0, "cold_valid")
+    buckets = [("cold", cold)]
+    if "cold_valid" in table0 and not table0["cold_valid"].isna().all():
+        buckets.append(("cold_valid", cold_valid))
+    buckets.append(("warm", ~cold & ~cold_valid))
+    return [(f"cold_item={label}", f"{label} (n={int(mask.sum())})", mask)
+            for label, mask in buckets]
 
 
 def _users(table: pd.DataFrame) -> tuple[tuple[str, str], ...]:
@@ -196,12 +218,27 @@ def _header(dataset: str, protocol: str, c: Comparison) -> list[str]:
     else:
         why = ""
     line = (f"{stats['n_users']:,} users, {stats['n_items']:,} items, "
-            f"{stats['n_interactions']:,} interactions; {first['n_test_cases']} test cases, "
-            f"{first['n_valid_cases']} validation cases; split `{first['split_hash']}`"
+            f"{stats['n_interactions']:,} interactions; {_eval_users(first)}; "
+            f"n = {first['n_test_cases']:,} test cases, {first['n_valid_cases']:,} validation "
+            f"cases{_cold_valid_cases(first)}; split `{first['split_hash']}`"
             + (f", cold set `{first['cold_set_hash']}` ({first['cold_set_size']} items)"
                if first.get("cold_set_hash") else "")
+            + (f", cold-validation set `{first['cold_valid_set_hash']}` "
+               f"({first['cold_valid_set_size']} items)" if first.get("cold_valid_set_hash") else "")
             + f". Reference for significance: **{c.reference or 'none'}**{why}.")
     return [f"## {dataset} — {PROTOCOL_TITLES.get(protocol, protocol)}", "", line, ""]
+
+
+def _eval_users(result: dict) -> str:
+    eval_users = result.get("eval_users", "all")
+    if eval_users == "all":
+        return "evaluation users: all"
+    return f"evaluation users: a seeded sample of {eval_users['sample']:,} (seed {eval_users['seed']})"
+
+
+def _cold_valid_cases(result: dict) -> str:
+    n = result.get("n_valid_cold_valid")
+    return f" ({n:,} of them `cold_valid`)" if n else ""
 
 
 def _leaderboard(c: Comparison) -> list[str]:
@@ -395,10 +432,15 @@ selection only), the rest = training; at test time the input history is training
 Full ranking over the whole catalogue, no sampled negatives; items in the input history are
 masked{masking}; ties are broken pessimistically (the target ranks below every item with an
 equal score). Generative methods return a top-{k} list; a target outside it is a miss, so HR@100
-is n/a for them. `cold_item`: a fixed 10% of the catalogue (split seed independent of model
-seeds) loses every interaction from training and input histories; validation cases with a cold
-target are dropped; every test case is evaluated and those with a cold target form the `cold`
-slice. Means with 95% percentile-bootstrap CIs ({resamples:,} resamples in the tables, seeded) over test
+is n/a for them. `cold_item`: a fixed 10% of the catalogue (the cold set C; split seed
+independent of model seeds) and a second, disjoint 10% (the cold-validation set C_v) lose every
+interaction from training and input histories; validation cases with a target in C are dropped,
+those with a target in C_v are kept and form the `cold_valid` validation slice (cold-start
+settings are chosen on it); every test case is evaluated: targets in C form the `cold` slice,
+targets in C_v the `cold_valid` slice, the rest `warm`. On datasets whose YAML samples
+evaluation users (`eval_users`), every method is evaluated on the same users, a seeded sample
+that holds every user with a target in C (test) or in C_v (validation); n is in every header.
+Means with 95% percentile-bootstrap CIs ({resamples:,} resamples in the tables, seeded) over test
 users. ▲ / ▼: significantly better / worse than the reference (paired t-test on per-user
 values, Holm-corrected across methods within each dataset, protocol, slice and metric,
 p < 0.05); Wilcoxon signed-rank p-values are in the paired-test tables. With several seeds,
@@ -437,11 +479,48 @@ def write_report(results_dir: Path, output: Path | None = None, lenient: bool = 
     for (dataset, protocol), methods in sorted(found.items(), key=lambda kv: (kv[0][0], kv[0][1] != "loo")):
         lines += _section(dataset, protocol, methods, results_dir / "plots", output.parent,
                           settings)
+    lines += _tuning(load_tuning(results_dir), found)
     lines += _steerability(found)
     lines += _diagnostics(found)
     lines += _run_table(found)
     atomic_write_text(output, "\n".join(lines).rstrip() + "\n")
     return output
+
+
+def _tuning(records: list[dict], found: dict) -> list[str]:
+    """What validation chose (``python -m benchmark tune``): every grid point's validation
+    NDCG@10, the chosen one in bold, and whether the reported run uses it."""
+    if not records:
+        return []
+    lines = ["## Settings chosen on validation", "",
+             "Each grid below was fitted on training data and scored on validation cases only "
+             "(`python -m benchmark tune`); test cases were never evaluated. Under `cold_item` "
+             "the objective counts the `cold_valid` cases (targets in the cold-validation item "
+             "set) with the warm ones, so cold-start settings are chosen without the test "
+             "slice.", ""]
+    for rec in records:
+        method, dataset, protocol = rec["method"], rec["dataset"], rec["protocol"]
+        run = found.get((dataset, protocol), {}).get(method)
+        used = "no run in these results"
+        if run is not None:
+            config = run.results[0]["config"]
+            same = all(config.get(k) == v for k, v in rec["chosen"].items())
+            used = "yes" if same else "**no** (the run's config differs from the choice)"
+        rows = []
+        for row in rec["rows"]:
+            label = ", ".join(f"{k}={v}" for k, v in row["settings"].items())
+            chosen = row["settings"] == rec["chosen"]
+            rows.append([f"**{label}**" if chosen else label, _fmt(row["valid_ndcg10"]),
+                         _fmt(row["valid_ndcg10_warm"]), _fmt(row["valid_ndcg10_cold_valid"]),
+                         f"{row['fit_seconds']:.0f}", row["stop_reason"] or ""])
+        n = rec["rows"][0]
+        lines += [f"### {method} — {dataset} {protocol} (seed {rec['seed']})", "",
+                  f"Objective: {rec['objective']}; n = {n['n_valid']} validation cases, "
+                  f"{n['n_cold_valid']} of them `cold_valid`. Reported run uses the choice: "
+                  f"{used}.", "",
+                  tabulate(rows, ["settings", "valid NDCG@10", "warm", "cold_valid", "fit s",
+                                  "stopped by"], tablefmt="pipe", disable_numparse=True), ""]
+    return lines
 
 
 def _skipped(skipped: list[Skipped], results_dir: Path) -> list[str]:

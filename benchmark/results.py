@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from benchmark.settings import HarnessSettings
     from benchmark.splits import Split
 
+TUNING_VERSION = 1  # the record `tune` writes (benchmark/tuning.py)
 SCHEMA_VERSION = 2  # 2: training.curve holds {examples, seconds, valid_ndcg10} points
 READABLE_SCHEMAS = (1, 2)
 
@@ -51,19 +52,23 @@ def per_user_table(dataset: Dataset, split: Split, ranks: np.ndarray
     pop = popularity_buckets(split.item_counts())
     targets = split.test.targets
     cold = np.isin(targets, split.cold_items)
+    cold_valid = np.isin(targets, split.cold_valid_items)
+    is_cold_protocol = split.protocol == "cold_item"
     table = pd.DataFrame({
         "user_id": [dataset.user_ids[u] for u in split.test.users],
         "target_item_id": [dataset.catalog.item_ids[i] for i in targets],
         "rank": pd.array([int(r) if np.isfinite(r) else None for r in ranks], dtype="Int64"),
         "history_bucket": hist_labels,
         "popularity_bucket": pop[targets],
-        "cold_item": cold if split.protocol == "cold_item" else [None] * len(targets),
+        "cold_item": cold if is_cold_protocol else [None] * len(targets),
+        "cold_valid": cold_valid if is_cold_protocol else [None] * len(targets),
     })
     slices: dict[str, dict[str, np.ndarray]] = {"all": {"all": np.ones(len(targets), bool)}}
     slices["history_bucket"] = {b: hist_labels == b for b in ("short", "medium", "long")}
     slices["popularity_bucket"] = {b: pop[targets] == b for b in ("head", "torso", "tail")}
-    if split.protocol == "cold_item":
-        slices["cold_item"] = {"cold": cold, "warm": ~cold}
+    if is_cold_protocol:
+        # warm: neither cold set; cold_valid targets are as cold as the cold_item ones.
+        slices["cold_item"] = {"cold": cold, "cold_valid": cold_valid, "warm": ~cold & ~cold_valid}
     return table, slices, edges
 
 
@@ -316,3 +321,17 @@ def _why(exc: BenchmarkError, path: Path) -> str:
     """The message with the files of this run named by file name (the skip list names the
     JSON's path already)."""
     return str(exc).removeprefix(f"{path}: ").replace(f"{path.parent}{os.sep}", "")
+
+
+def load_tuning(results_dir: Path) -> list[dict[str, Any]]:
+    """Every tuning record under ``results_dir`` (``<dataset>/tuning/*.json``), sorted."""
+    records = []
+    for path in sorted(Path(results_dir).glob("*/tuning/*.json")):
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise BenchmarkError(f"{path}: unreadable tuning record ({exc})") from exc
+        if not isinstance(record, dict) or record.get("tuning_version") != TUNING_VERSION:
+            raise BenchmarkError(f"{path}: not a tuning record of version {TUNING_VERSION}")
+        records.append(record)
+    return records

@@ -35,18 +35,20 @@ from benchmark.results import (
     write_run,
 )
 from benchmark.settings import HarnessSettings, default_cache_dir, harness_settings, results_dir_for
-from benchmark.splits import PROTOCOLS, Split, make_split
+from benchmark.splits import PROTOCOLS, Split, eval_user_sample, make_split
 
-RUNNER_VERSION = 2  # bump when a change here alters results, to invalidate cached runs
+RUNNER_VERSION = 3  # bump when a change here alters results, to invalidate cached runs
 
 
 # --------------------------------------------------------------------------- methods
 
 
-def resolve_config(method: str, profile: str, overrides: dict[str, Any]) -> tuple[type, Any]:
-    """The method's class and its config: dataclass defaults < YAML (profile block) < --set."""
+def resolve_config(method: str, profile: str, overrides: dict[str, Any],
+                   dataset: str | None = None) -> tuple[type, Any]:
+    """The method's class and its config: dataclass defaults < YAML < its ``datasets.<dataset>``
+    block < its ``profiles.<profile>`` block < --set."""
     cls = registry.adapter_class(method)  # checks the adapter contract (Config included)
-    layers = method_layers(method, registry.method_yaml(method), profile, overrides)
+    layers = method_layers(method, registry.method_yaml(method), profile, overrides, dataset)
     return cls, build_config(cls.Config, layers)
 
 
@@ -86,7 +88,17 @@ def prepare(req: RunRequest, settings: HarnessSettings) -> tuple[Dataset, Split]
         raise BenchmarkError(f"unknown protocol {req.protocol!r}; known: {', '.join(PROTOCOLS)}")
     dataset = load_dataset(req.dataset, req.meta, settings.max_users)
     split = make_split(dataset, req.protocol, settings.cold_fraction, settings.split_seed)
+    if dataset.eval_sample is not None:
+        split = split.restrict(eval_users(dataset, settings))
     return dataset, split
+
+
+def eval_users(dataset: Dataset, settings: HarnessSettings) -> np.ndarray:
+    """Indices of the dataset's evaluation users (its YAML's ``eval_users``)."""
+    if dataset.eval_sample is None:
+        return np.arange(dataset.n_users)
+    return eval_user_sample(dataset.sequences(), dataset.n_items, dataset.eval_sample,
+                            dataset.eval_seed, settings.cold_fraction, settings.split_seed)
 
 
 def _progress(show: bool, desc: str):
@@ -107,7 +119,7 @@ def fit_adapter(req: RunRequest, settings: HarnessSettings, dataset: Dataset, sp
     """
     import torch
 
-    cls, config = resolve_config(req.method, req.profile, req.overrides)
+    cls, config = resolve_config(req.method, req.profile, req.overrides, dataset.name)
     check_needs(req.method, cls, dataset)
     torch.manual_seed(req.seed)
     np.random.seed(req.seed)
@@ -124,13 +136,17 @@ def fit_adapter(req: RunRequest, settings: HarnessSettings, dataset: Dataset, sp
     # A YAML variant (sasrec_id_bce) shares its class: errors and messages name the variant.
     adapter.registered_name = req.method
 
+    cold_valid = np.isin(split.valid.targets, split.cold_valid_items)
+
     def validate() -> float:
         if len(split.valid) == 0:
             return 0.0
         out = evaluate(adapter, split.valid, dataset.n_items, mask_history=settings.mask_history,
                        k=settings.top_k, batch_size=settings.eval_batch_size)
-        value = float(metric_values(out.ranks, out.list_length)[HEADLINE].mean())
-        ctx.add_point(value)
+        values = metric_values(out.ranks, out.list_length)[HEADLINE]
+        value = float(values.mean())
+        # The objective is every validation case; the cold_valid slice is recorded beside it.
+        ctx.add_point(value, float(values[cold_valid].mean()) if cold_valid.any() else None)
         return value
 
     ctx.started = time.perf_counter()
@@ -165,7 +181,7 @@ def run(req: RunRequest) -> Path:
     if settings.threads:
         torch.set_num_threads(settings.threads)
     dataset, split = prepare(req, settings)
-    cls, config = resolve_config(req.method, req.profile, req.overrides)
+    cls, config = resolve_config(req.method, req.profile, req.overrides, dataset.name)
     cache_dir = req.cache_dir or default_cache_dir()
     out_dir = results_dir_for(req.profile, req.results_dir, cache_dir)
     target = out_dir / dataset.name / req.protocol / req.method / f"seed{req.seed}.json"
@@ -206,6 +222,11 @@ def _compute(req: RunRequest, settings: HarnessSettings, dataset: Dataset, split
         "split_hash": split.fingerprint(),
         "cold_set_hash": split.cold_fingerprint(),
         "cold_set_size": int(len(split.cold_items)),
+        "cold_valid_set_hash": split.cold_valid_fingerprint(),
+        "cold_valid_set_size": int(len(split.cold_valid_items)),
+        "n_valid_cold_valid": int(np.isin(split.valid.targets, split.cold_valid_items).sum()),
+        "eval_users": ("all" if dataset.eval_sample is None else
+                       {"sample": dataset.eval_sample, "seed": dataset.eval_seed}),
         "n_valid_cases": len(split.valid),
         "n_test_cases": len(split.test),
         "method": req.method,

@@ -1,6 +1,7 @@
 """Harness settings of a profile and the places a run reads from and writes to.
 
-A profile (``configs/profiles/<profile>.yaml``) fixes the protocol: the significance reference,
+A profile (``configs/profiles/<profile>.yaml``) fixes the datasets a run covers by default and
+the protocol: the significance reference,
 seeds, split seed and cold fraction, masking, the list length asked of ranking methods, and the
 bootstrap used for CIs. Only the ``default`` profile writes into the committed ``results/``.
 """
@@ -27,6 +28,7 @@ DEFAULT_RESULTS_DIR = registry.REPO_ROOT / "results"
 class HarnessSettings:
     """Protocol settings of a profile (``configs/profiles/<profile>.yaml``)."""
 
+    datasets: list[str] = field(default_factory=lambda: ["ml-100k"])  # what --all runs
     reference: str = "sasrec_id"  # significance reference; `popularity` when it has no results
     fallback_reference: str = "popularity"
     seeds: list[int] = field(default_factory=lambda: [0])
@@ -43,6 +45,9 @@ class HarnessSettings:
 
     def __post_init__(self) -> None:
         require_each("seeds", self.seeds, 0, non_empty=True)
+        if not self.datasets or not all(isinstance(d, str) and d for d in self.datasets):
+            raise BenchmarkError(f"datasets must be a non-empty list of dataset names or paths, "
+                                 f"got {self.datasets!r}")
         require_at_least("split_seed", self.split_seed, 0)
         require_at_least("bootstrap_seed", self.bootstrap_seed, 0)
         # A cold set above half the catalogue would leave the warm items a minority.

@@ -10,12 +10,21 @@ Cold-start items (``cold_item``), exactly in this order:
    (independent of the model seed, so every method and seed sees the same C);
 3. remove every interaction with an item of C from training sequences and all input histories;
 4. drop validation cases whose target is in C;
-5. keep every test case; those with a target in C form the ``cold_item`` slice.
+5. keep every test case; those with a target in C form the ``cold_item`` slice;
+6. cold validation: a second, disjoint set C_v of the same size (drawn with the same
+   ``split_seed`` from the items outside C) loses its interactions the same way; validation
+   cases whose target is in C_v are kept and form the ``cold_valid`` validation slice, so that
+   cold-start settings are chosen on validation, never on the test slice. Test cases whose
+   target is in C_v form a ``cold_valid`` test slice (as cold as the ``cold_item`` ones).
+
+Both protocols then keep only the validation and test cases of the dataset's evaluation users
+(``eval_users`` in its YAML: all users, or a seeded sample that always holds every case with a
+cold target, see :func:`eval_user_sample`), the same users for every method.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -46,18 +55,40 @@ class Split:
     valid: Cases
     test: Cases
     cold_items: np.ndarray  # sorted item indices of C (empty for loo)
+    # C_v, step 6 (empty for loo)
+    cold_valid_items: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
     def fingerprint(self) -> str:
-        return stable_hash(
-            [self.protocol, self.train, self.valid.targets, self.valid.users,
-             self.test.targets, self.test.users, self.cold_items]
-        )
+        parts = [self.protocol, self.train, self.valid.targets, self.valid.users,
+                 self.test.targets, self.test.users, self.cold_items]
+        if len(self.cold_valid_items):  # a split without C_v hashes as it did before step 6
+            parts.append(self.cold_valid_items)
+        return stable_hash(parts)
+
+    def held_out_items(self) -> np.ndarray:
+        """Items whose interactions no training signal or input history may hold (C and C_v)."""
+        return np.union1d(self.cold_items, self.cold_valid_items)
 
     def train_fingerprint(self) -> str:
-        return stable_hash([self.n_items, self.train])
+        """What a trained model depends on: the training sequences and the validation cases,
+        which steer early stopping (the key of every checkpoint trained on this split)."""
+        return stable_hash([self.n_items, self.train, self.valid.users, self.valid.targets,
+                            self.valid.histories])
 
     def cold_fingerprint(self) -> str | None:
         return stable_hash(self.cold_items) if self.protocol == "cold_item" else None
+
+    def cold_valid_fingerprint(self) -> str | None:
+        return stable_hash(self.cold_valid_items) if self.protocol == "cold_item" else None
+
+    def restrict(self, users: np.ndarray) -> Split:
+        """The split with only the validation and test cases of ``users`` (training unchanged)."""
+        def keep(cases: Cases) -> Cases:
+            mask = np.isin(cases.users, users)
+            return Cases(cases.users[mask], [h for h, k in zip(cases.histories, mask) if k],
+                         cases.targets[mask])
+        return Split(self.protocol, self.n_items, self.train, keep(self.valid), keep(self.test),
+                     self.cold_items, self.cold_valid_items)
 
     def item_counts(self) -> np.ndarray:
         counts = np.zeros(self.n_items, dtype=np.int64)
@@ -86,21 +117,65 @@ def draw_cold_items(n_items: int, fraction: float, split_seed: int) -> np.ndarra
     return np.sort(rng.choice(n_items, size=size, replace=False))
 
 
+def draw_cold_valid_items(n_items: int, cold: np.ndarray, split_seed: int) -> np.ndarray:
+    """Step 6: as many items as C, drawn uniformly from the rest, fixed by ``split_seed``.
+
+    A generator of its own (seeded by ``[split_seed, 1]``) leaves C exactly as step 2 draws it.
+    """
+    rest = np.setdiff1d(np.arange(n_items), cold)
+    if len(rest) < len(cold):
+        raise BenchmarkError(f"the catalogue ({n_items} items) is too small for a cold validation "
+                             f"set of {len(cold)} items beside the cold set")
+    rng = np.random.default_rng([split_seed, 1])
+    return np.sort(rng.choice(rest, size=len(cold), replace=False))
+
+
 def cold_item(sequences: list[np.ndarray], n_items: int, fraction: float, split_seed: int) -> Split:
     loo = leave_one_out(sequences, n_items)  # step 1
     cold = draw_cold_items(n_items, fraction, split_seed)  # step 2
-    is_cold = np.zeros(n_items, dtype=bool)
-    is_cold[cold] = True
+    cold_valid = draw_cold_valid_items(n_items, cold, split_seed)  # step 6
+    removed = np.zeros(n_items, dtype=bool)
+    removed[cold] = True
+    removed[cold_valid] = True
+    in_cold = np.zeros(n_items, dtype=bool)
+    in_cold[cold] = True
 
     def warm(seq: np.ndarray) -> np.ndarray:
-        return seq[~is_cold[seq]]
+        return seq[~removed[seq]]
 
-    train = [warm(s) for s in loo.train]  # step 3
-    keep = ~is_cold[loo.valid.targets]  # step 4
+    train = [warm(s) for s in loo.train]  # steps 3 and 6
+    keep = ~in_cold[loo.valid.targets]  # step 4 (C_v targets stay: the cold_valid slice)
     valid = Cases(loo.valid.users[keep], [warm(h) for h, k in zip(loo.valid.histories, keep) if k],
                   loo.valid.targets[keep])
     test = Cases(loo.test.users, [warm(h) for h in loo.test.histories], loo.test.targets)  # 3, 5
-    return Split("cold_item", n_items, train, valid, test, cold)
+    return Split("cold_item", n_items, train, valid, test, cold, cold_valid)
+
+
+def eval_user_sample(sequences: list[np.ndarray], n_items: int, size: int, seed: int,
+                     fraction: float, split_seed: int) -> np.ndarray:
+    """A seeded sample of ``size`` users that always holds every case with a cold target.
+
+    Forced in: every user whose test target is in C or whose validation target is in C_v (the
+    cold sets of :func:`cold_item` under the same ``fraction`` and ``split_seed``): the
+    ``cold_item`` test slice and the ``cold_valid`` validation slice are whole. The rest is a
+    uniform draw (``seed``) from the other users; test targets in C_v (the test ``cold_valid``
+    slice) are only as many as that draw holds. The same users serve both protocols,
+    so leave-one-out and cold-start figures are paired. When the forced users alone exceed
+    ``size``, all of them are kept (the sample is larger than asked; n is in every table).
+    """
+    n_users = len(sequences)
+    if size >= n_users:
+        return np.arange(n_users)
+    cold = draw_cold_items(n_items, fraction, split_seed)
+    cold_valid = draw_cold_valid_items(n_items, cold, split_seed)
+    test_targets = np.array([s[-1] for s in sequences])
+    valid_targets = np.array([s[-2] for s in sequences])
+    forced = np.isin(test_targets, cold) | np.isin(valid_targets, cold_valid)
+    others = np.flatnonzero(~forced)
+    fill = max(0, size - int(forced.sum()))
+    rng = np.random.default_rng(seed)
+    drawn = rng.choice(others, size=min(fill, len(others)), replace=False)
+    return np.sort(np.concatenate([np.flatnonzero(forced), drawn]))
 
 
 def make_split(dataset: Dataset, protocol: str, cold_fraction: float = 0.1,

@@ -50,6 +50,26 @@ def test_smoke_run_writes_results_and_report(tiny_atomic, tmp_path, cache_dir, c
     assert (out / "plots" / "tiny_loo_ndcg10.png").stat().st_size > 1000
 
 
+def test_a_run_covers_the_profiles_datasets_unless_one_is_named(tmp_path, cache_dir, capsys):
+    from conftest import synthetic_rows, write_atomic
+
+    paths = []
+    for name, seed in (("alpha", 0), ("beta", 1)):
+        rows, items = synthetic_rows(n_users=20, seed=seed)
+        paths.append(write_atomic(tmp_path / name, name, rows, items))
+    out = tmp_path / "results"
+    common = ["--methods", "popularity", "--protocol", "loo", "--profile", "smoke",
+              "--results-dir", str(out), "--cache-dir", str(cache_dir), "--no-progress",
+              "--no-report", "--set", f"harness.datasets=[{paths[0]}, {paths[1]}]"]
+    code, _, err = _run(common, capsys)
+    assert code == 0, err
+    assert sorted(p.name for p in out.iterdir()) == ["alpha", "beta"]
+    code, _, err = _run([*common, "--dataset", str(paths[0]), "--results-dir",
+                         str(tmp_path / "one")], capsys)
+    assert code == 0, err
+    assert [p.name for p in (tmp_path / "one").iterdir()] == ["alpha"]
+
+
 def test_rerun_is_identical_and_resumes_from_cache(tiny_atomic, tmp_path, cache_dir, capsys):
     args = ["--methods", "random,item_knn", "--dataset", str(tiny_atomic), "--profile", "smoke",
             "--protocol", "loo", "--cache-dir", str(cache_dir), "--no-progress", "--no-report"]

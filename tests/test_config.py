@@ -36,6 +36,19 @@ def test_precedence():
     assert build_config(Cfg, method_layers("m", YAML, "paper", {})).epochs == 10
 
 
+def test_dataset_block_sits_between_the_yaml_and_the_profile_block():
+    yaml_data = {**YAML, "datasets": {"amazon": {"lr": 0.05, "epochs": 99, "name": "amz"}}}
+    cfg = build_config(Cfg, method_layers("m", yaml_data, "paper", {}, "amazon"))
+    assert (cfg.lr, cfg.epochs, cfg.name) == (0.05, 99, "amz")  # dataset block over the YAML
+    cfg = build_config(Cfg, method_layers("m", yaml_data, "smoke", {"name": "cli"}, "amazon"))
+    assert (cfg.lr, cfg.epochs, cfg.name) == (0.05, 1, "cli")  # profile block and --set win
+    # another dataset, or none, does not see the block
+    assert build_config(Cfg, method_layers("m", yaml_data, "paper", {}, "ml-100k")).lr == 0.5
+    assert build_config(Cfg, method_layers("m", yaml_data, "paper", {})).lr == 0.5
+    with pytest.raises(BenchmarkError, match="`datasets:` must map"):
+        method_layers("m", {"datasets": ["amazon"]}, "smoke", {}, "amazon")
+
+
 def test_unknown_key_and_wrong_type_are_errors():
     with pytest.raises(BenchmarkError, match="unknown config key 'lrr'.*known keys: epochs"):
         build_config(Cfg, [("--set", {"lrr": 1})])

@@ -13,7 +13,7 @@ import torch
 from benchmark import registry, runner
 from benchmark.data import Preprocessing, load_atomic
 from benchmark.settings import harness_settings
-from benchmark.splits import draw_cold_items
+from benchmark.splits import draw_cold_items, draw_cold_valid_items
 
 METHODS = sorted(registry.available())
 
@@ -43,7 +43,10 @@ def test_runner_feeds_no_held_out_interaction(method, tiny_atomic, tmp_path, mon
 
     full = load_atomic(tiny_atomic, "tiny", Preprocessing()).sequences()
     settings = harness_settings("smoke")
-    cold = set(draw_cold_items(30, settings.cold_fraction, settings.split_seed).tolist())
+    drawn = draw_cold_items(30, settings.cold_fraction, settings.split_seed)
+    # C and the cold-validation set C_v: neither may reach training or an input history
+    cold = set(drawn.tolist()) | set(
+        draw_cold_valid_items(30, drawn, settings.split_seed).tolist())
     for protocol in ("loo", "cold_item"):
         seen["histories"].clear()
         runner.run(runner.RunRequest(method=method, dataset=str(tiny_atomic), protocol=protocol,

@@ -53,6 +53,18 @@ def test_include_resolves_recursively(method_dir):
     assert data["profiles"]["smoke"] == {"hidden": 16, "epochs": 3}
 
 
+def test_include_merges_dataset_blocks_per_dataset(method_dir):
+    (method_dir / "parent.yaml").write_text(
+        PARENT + "datasets:\n  amazon-scientific: {dropout: 0.5, max_len: 20}\n")
+    (method_dir / "child.yaml").write_text(
+        "include: parent\ndatasets:\n  amazon-scientific: {max_len: 50}\n  ml-100k: {lr: 0.1}\n")
+    assert registry.method_yaml("child")["datasets"] == {
+        "amazon-scientific": {"dropout": 0.5, "max_len": 50}, "ml-100k": {"lr": 0.1}}
+    (method_dir / "bad.yaml").write_text("include: parent\ndatasets: [x]\n")
+    with pytest.raises(BenchmarkError, match="`datasets:` must map dataset names"):
+        registry.method_yaml("bad")
+
+
 def test_include_cycle_names_the_files(method_dir):
     (method_dir / "a.yaml").write_text("include: b\n")
     (method_dir / "b.yaml").write_text("include: a\nadapter: \"x:Y\"\n")

@@ -52,3 +52,21 @@ def test_report_reads_results_without_the_runner_or_torch():
     root = Path(__file__).resolve().parent.parent
     out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
+
+
+def test_cold_protocol_slices_are_cold_cold_valid_and_warm():
+    import pandas as pd
+
+    from benchmark.report import _slice_masks
+
+    table = pd.DataFrame({"history_bucket": ["short"] * 5, "popularity_bucket": ["head"] * 5,
+                          "cold_item": [True, False, False, False, True],
+                          "cold_valid": [False, True, False, False, False]})
+    masks = {label: (header, mask.tolist()) for label, header, mask in _slice_masks(table)}
+    assert masks["cold_item=cold"] == ("cold (n=2)", [True, False, False, False, True])
+    assert masks["cold_item=cold_valid"] == ("cold_valid (n=1)", [False, True, False, False, False])
+    assert masks["cold_item=warm"] == ("warm (n=2)", [False, False, True, True, False])
+    # a version-1 file without the cold_valid column: warm is everything not in C
+    old = {label: mask.tolist() for label, _, mask in _slice_masks(table.drop(columns="cold_valid"))}
+    assert "cold_item=cold_valid" not in old
+    assert old["cold_item=warm"] == [False, True, True, True, False]

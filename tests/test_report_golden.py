@@ -75,8 +75,9 @@ def main_run(tmp_path):
 
 
 def test_header_names_the_reference(main_run):
-    assert ("10 users, 50 items, 200 interactions; 10 test cases, 10 validation cases; split "
-            "`abc`. Reference for significance: **sasrec_id**.") in main_run
+    assert ("10 users, 50 items, 200 interactions; evaluation users: all; n = 10 test cases, "
+            "10 validation cases; split `abc`. Reference for significance: **sasrec_id**."
+            ) in main_run
     assert "1,000 resamples in the tables" in main_run
 
 
