@@ -69,6 +69,13 @@ def load_dataset(name_or_path: str, meta: str | None = None, max_users: int | No
         path = None if path is None else REPO_ROOT / path
         meta = cfg.pop("meta", meta)
         text_fields = cfg.pop("text_fields", None)
+        description_chars = cfg.pop("description_chars", None)
+        if description_chars is not None and (not isinstance(description_chars, int)
+                                              or description_chars < 1):
+            raise BenchmarkError(f"{cfg_path}: description_chars must be an integer >= 1, "
+                                 f"got {description_chars!r}")
+        if description_chars is not None and loader != "lcrec":
+            raise BenchmarkError(f"{cfg_path}: description_chars applies to the lcrec loader only")
         eval_users = _eval_users(cfg.pop("eval_users", None), str(cfg_path))
         if cfg:
             raise BenchmarkError(f"{cfg_path}: unknown keys {sorted(cfg)}")
@@ -80,7 +87,8 @@ def load_dataset(name_or_path: str, meta: str | None = None, max_users: int | No
             dataset = load_amazon2023(path, meta, name_or_path, prep)
         elif loader == "lcrec":
             dataset = load_lcrec(path, name_or_path, prep,
-                                 text_fields=tuple(text_fields) if text_fields else None)
+                                 text_fields=tuple(text_fields) if text_fields else None,
+                                 max_chars=description_chars or 512)
         else:
             raise BenchmarkError(f"{cfg_path}: unknown loader {loader!r}")
         if eval_users.sample is not None:

@@ -479,12 +479,46 @@ def write_report(results_dir: Path, output: Path | None = None, lenient: bool = 
     for (dataset, protocol), methods in sorted(found.items(), key=lambda kv: (kv[0][0], kv[0][1] != "loo")):
         lines += _section(dataset, protocol, methods, results_dir / "plots", output.parent,
                           settings)
+    lines += _compute(found)
     lines += _tuning(load_tuning(results_dir), found)
     lines += _steerability(found)
     lines += _diagnostics(found)
     lines += _run_table(found)
     atomic_write_text(output, "\n".join(lines).rstrip() + "\n")
     return output
+
+
+def _compute(found: dict) -> list[str]:
+    """Fit + inference seconds per method and dataset, both protocols together (mean over
+    seeds): the figures DESIGN.md's time budgets are stated in. A cached checkpoint counts at
+    its original training time; RecBole peers are listed but left out of the total."""
+    datasets = sorted({d for d, _ in found})
+    per: dict[str, dict[str, float]] = {}
+    peers = set(harness_settings("default").peers)
+    for (dataset, _protocol), methods in found.items():
+        for name, runs in methods.items():
+            seconds = sum(runs.mean_of("timing", key) or 0.0
+                          for key in ("fit_seconds", "inference_seconds"))
+            per.setdefault(name, {}).setdefault(dataset, 0.0)
+            per[name][dataset] += seconds
+    if not per:
+        return []
+    rows = []
+    for name in sorted(per, key=lambda n: (n in peers, n)):
+        rows.append([name + (" (peer)" if name in peers else ""),
+                     *[_minutes(per[name].get(d)) for d in datasets]])
+    totals = [sum(per[n].get(d, 0.0) for n in per if n not in peers) for d in datasets]
+    rows.append(["**total without peers**", *[f"**{_minutes(t)}**" for t in totals]])
+    return ["## Compute", "",
+            "Minutes of fit + inference per method, both protocols together where both ran "
+            "(mean over seeds), on the hardware each result records; a checkpoint reused from the cache counts "
+            "at its original training time. Data loading, splitting and the report are not "
+            "included.", "",
+            tabulate(rows, ["method", *datasets], tablefmt="pipe", disable_numparse=True), ""]
+
+
+def _minutes(seconds: float | None) -> str:
+    return "" if seconds is None else f"{seconds / 60:.1f}"
 
 
 def _tuning(records: list[dict], found: dict) -> list[str]:
@@ -504,7 +538,8 @@ def _tuning(records: list[dict], found: dict) -> list[str]:
         used = "no run in these results"
         if run is not None:
             config = run.results[0]["config"]
-            same = all(config.get(k) == v for k, v in rec["chosen"].items())
+            wanted = {**rec.get("fixed_overrides", {}), **rec["chosen"]}
+            same = all(config.get(k) == v for k, v in wanted.items())
             used = "yes" if same else "**no** (the run's config differs from the choice)"
         rows = []
         for row in rec["rows"]:
@@ -514,7 +549,9 @@ def _tuning(records: list[dict], found: dict) -> list[str]:
                          _fmt(row["valid_ndcg10_warm"]), _fmt(row["valid_ndcg10_cold_valid"]),
                          f"{row['fit_seconds']:.0f}", row["stop_reason"] or ""])
         n = rec["rows"][0]
+        fixed = ", ".join(f"{k}={v}" for k, v in rec.get("fixed_overrides", {}).items())
         lines += [f"### {method} — {dataset} {protocol} (seed {rec['seed']})", "",
+                  (f"Fixed for every point: {fixed}. " if fixed else "") +
                   f"Objective: {rec['objective']}; n = {n['n_valid']} validation cases, "
                   f"{n['n_cold_valid']} of them `cold_valid`. Reported run uses the choice: "
                   f"{used}.", "",

@@ -153,3 +153,17 @@ def test_methods_on_different_users_are_an_error_or_skipped_with_lenient(tmp_pat
     assert leaderboard[2][leaderboard[0].index("NDCG@10 [95% CI]")] == "0.3333 [0.3333, 0.3333] ▼"
     assert [r[:3] for r in paired[1:] if r[0] == "all"] == [["all", "weak", "-0.1667"]]
     assert all("strong" not in row[0] for row in slices + paired)
+
+
+def test_compute_table_sums_fit_and_inference_per_method(tmp_path):
+    results = tmp_path / "results"
+    write_method(results, "sasrec_id", [3] * 10, fit_seconds=59.5)
+    write_method(results, "strong", [1] * 10, seed=0, fit_seconds=120.0)
+    write_method(results, "strong", [7] * 10, seed=1, fit_seconds=240.0)
+    write_method(results, "recbole_sasrec", [2] * 10, fit_seconds=599.5)
+    section = report(results, tmp_path).split("## Compute", 1)[1].split("\n## ", 1)[0]
+    rows = {r[0]: r[1:] for r in tables(section)[0]}
+    assert rows["strong"] == ["3.0"]  # seeds averaged: (120 + 240) / 2 + 0.5 s inference
+    assert rows["sasrec_id"] == ["1.0"]
+    assert rows["recbole_sasrec (peer)"] == ["10.0"]
+    assert rows["**total without peers**"] == ["**4.0**"]  # the peer is left out
