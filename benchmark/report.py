@@ -119,10 +119,22 @@ def _same_users(methods: dict[str, MethodRuns], settings: HarnessSettings, lenie
     else:
         users, ref_path = _users(methods[reference].tables[0]), methods[reference].paths[0]
     ref_name = f"{ref_path.parent.name}/{ref_path.name}"
+    split = next(r.get("split_hash") for ms in methods.values()
+                 for r, p in zip(ms.results, ms.paths) if p == ref_path)
     kept: dict[str, MethodRuns] = {}
     for name, runs in methods.items():
         keep = MethodRuns(name)
         for result, table, path in zip(runs.results, runs.tables, runs.paths):
+            if _users(table) == users and result.get("split_hash") != split:
+                # Same test cases, other training data or histories (an older split rule):
+                # the rows would compare methods trained on different data.
+                why = (f"its split `{result.get('split_hash')}` is not the split `{split}` of "
+                       f"{ref_name}; rerun it (methods of one dataset and protocol must share "
+                       "one split)")
+                if not lenient:
+                    raise BenchmarkError(f"{path}: {why} (`report --lenient` skips such files)")
+                skipped.append(Skipped(path, why))
+                continue
             if _users(table) == users:
                 keep.results.append(result)
                 keep.tables.append(table)

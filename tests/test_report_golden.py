@@ -16,7 +16,7 @@ USERS = [f"u{i:02d}" for i in range(10)]
 HISTORY = ["short"] * 5 + ["long"] * 5
 
 
-def write_method(root, method, ranks, seed=0, users=USERS, fit_seconds=1.0):
+def write_method(root, method, ranks, seed=0, users=USERS, fit_seconds=1.0, split="abc"):
     """One seed of one method: a per-user CSV as the runner writes it, and a minimal JSON."""
     folder = root / "toy" / "loo" / method
     folder.mkdir(parents=True, exist_ok=True)
@@ -26,7 +26,7 @@ def write_method(root, method, ranks, seed=0, users=USERS, fit_seconds=1.0):
     (folder / f"seed{seed}.per_user.csv").write_text("\n".join(lines) + "\n")
     result = {
         "schema_version": 2, "method": method, "seed": seed, "protocol": "loo",
-        "profile": "default", "split_hash": "abc", "cold_set_hash": None, "cold_set_size": 0,
+        "profile": "default", "split_hash": split, "cold_set_hash": None, "cold_set_size": 0,
         "n_valid_cases": 10, "n_test_cases": 10, "list_length": None,
         "dataset": {"name": "toy",
                     "stats": {"n_users": 10, "n_items": 50, "n_interactions": 200}},
@@ -153,6 +153,20 @@ def test_methods_on_different_users_are_an_error_or_skipped_with_lenient(tmp_pat
     assert leaderboard[2][leaderboard[0].index("NDCG@10 [95% CI]")] == "0.3333 [0.3333, 0.3333] ▼"
     assert [r[:3] for r in paired[1:] if r[0] == "all"] == [["all", "weak", "-0.1667"]]
     assert all("strong" not in row[0] for row in slices + paired)
+
+
+def test_a_method_on_another_split_of_the_same_users_is_an_error(tmp_path):
+    """Same users and targets but another split hash (training data or histories changed, as
+    when the cold-start protocol gained its cold-validation set): never compared."""
+    results = tmp_path / "results"
+    write_method(results, "sasrec_id", [3] * 10)
+    write_method(results, "stale", [1] * 10, split="old")
+    with pytest.raises(BenchmarkError, match=r"stale/seed0\.json: its split `old` is not the "
+                                             r"split `abc` of sasrec_id/seed0\.json"):
+        report(results, tmp_path)
+    text = write_report(results, tmp_path / "REPORT.md", lenient=True).read_text()
+    assert "`toy/loo/stale/seed0.json`" in text
+    assert "| stale" not in text.split("## Skipped files", 1)[1].split("\n## ", 2)[-1]
 
 
 def test_compute_table_sums_fit_and_inference_per_method(tmp_path):
