@@ -67,3 +67,35 @@ def _error_bars(values: list[tuple[float, float, float]]) -> np.ndarray:
     its float mean can differ from c in the last bit; matplotlib refuses that -1e-17, so clip."""
     err = np.array([[m - lo for m, lo, _ in values], [hi - m for m, _, hi in values]])
     return np.clip(err, 0.0, None)
+
+
+def plot_curves(path: Path, curves: dict[str, list[dict]], title: str) -> Path | None:
+    """Validation NDCG@10 against training examples seen (left, log scale) and training wall
+    seconds (right), one line per method; ``curves``: name -> the result's ``training.curve``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    drawn = {n: [p for p in c if p.get("examples") and p.get("seconds") is not None]
+             for n, c in curves.items()}
+    drawn = {n: c for n, c in drawn.items() if c}
+    if not drawn:
+        return None
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    for name, points in drawn.items():
+        ys = [p["valid_ndcg10"] for p in points]
+        left.plot([p["examples"] for p in points], ys, marker=".", label=name)
+        right.plot([p["seconds"] for p in points], ys, marker=".", label=name)
+    left.set_xscale("log")
+    right.set_xscale("log")
+    left.set_xlabel("training examples seen")
+    right.set_xlabel("training wall seconds")
+    left.set_ylabel(f"validation {HEADLINE}")
+    left.legend(fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -23,7 +23,7 @@ from benchmark import registry
 from benchmark.cache import atomic_write_text
 from benchmark.errors import BenchmarkError
 from benchmark.evaluation import HEADLINE, METRICS
-from benchmark.plots import plot_overall, plot_slices
+from benchmark.plots import plot_curves, plot_overall, plot_slices
 from benchmark.results import MethodRuns, Skipped, load_results, load_tuning, ranks_from_table
 from benchmark.settings import DEFAULT_RESULTS_DIR, HarnessSettings, harness_settings
 from benchmark.statistics import bootstrap_ci, compare_to_reference
@@ -491,6 +491,7 @@ def write_report(results_dir: Path, output: Path | None = None, lenient: bool = 
     for (dataset, protocol), methods in sorted(found.items(), key=lambda kv: (kv[0][0], kv[0][1] != "loo")):
         lines += _section(dataset, protocol, methods, results_dir / "plots", output.parent,
                           settings)
+    lines += _curves(found, results_dir / "plots", output.parent)
     lines += _compute(found)
     lines += _tuning(load_tuning(results_dir), found)
     lines += _steerability(found)
@@ -498,6 +499,48 @@ def write_report(results_dir: Path, output: Path | None = None, lenient: bool = 
     lines += _run_table(found)
     atomic_write_text(output, "\n".join(lines).rstrip() + "\n")
     return output
+
+
+def _curves(found: dict, plot_dir: Path, report_dir: Path) -> list[str]:
+    """Quality against training compute, per dataset on ``loo``: where each method stood on its
+    validation curve when training stopped (seed 0's curve; methods without one are left out)."""
+    lines: list[str] = []
+    for (dataset, protocol), methods in sorted(found.items()):
+        if protocol != "loo":
+            continue
+        curves = {name: runs.results[0].get("training", {}).get("curve") or []
+                  for name, runs in sorted(methods.items())}
+        rows = []
+        for name, curve in curves.items():
+            values = [p["valid_ndcg10"] for p in curve if p.get("valid_ndcg10") is not None]
+            if not values:
+                continue
+            best = int(np.argmax(values))
+            point = curve[best]
+            rows.append([name, str(len(values)), _fmt(values[best]),
+                         _count(point.get("examples")), _seconds(point.get("seconds")),
+                         _fmt(values[-1]), _count(curve[-1].get("examples")),
+                         "yes" if best == len(values) - 1 else "no",
+                         methods[name].results[0]["training"].get("stop_reason") or ""])
+        if not rows:
+            continue
+        plot = plot_curves(plot_dir / f"{dataset}_{protocol}_curves.png", curves,
+                           f"{dataset} {protocol}: validation {HEADLINE} vs training compute")
+        lines += [f"### {dataset}: quality vs training compute (`{protocol}`, seed 0)", "",
+                  "Every validation point of every method that validates during training. "
+                  "\"Still rising\": the best point is the last one, so more training might "
+                  "have helped (the budget, not the method, set the figure).", "",
+                  tabulate(rows, ["method", "points", f"best valid {HEADLINE}",
+                                  "examples at best", "seconds at best", "last value",
+                                  "examples at last", "still rising", "stopped by"],
+                           tablefmt="pipe", disable_numparse=True), ""]
+        if plot:
+            lines += [f"![{plot.stem}]({os.path.relpath(plot, report_dir)})", ""]
+    return (["## Quality vs training compute", "", *lines] if lines else [])
+
+
+def _count(n: float | None) -> str:
+    return "" if n is None else f"{int(n):,}"
 
 
 def _compute(found: dict) -> list[str]:

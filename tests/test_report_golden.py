@@ -16,7 +16,8 @@ USERS = [f"u{i:02d}" for i in range(10)]
 HISTORY = ["short"] * 5 + ["long"] * 5
 
 
-def write_method(root, method, ranks, seed=0, users=USERS, fit_seconds=1.0, split="abc"):
+def write_method(root, method, ranks, seed=0, users=USERS, fit_seconds=1.0, split="abc",
+                 curve=()):
     """One seed of one method: a per-user CSV as the runner writes it, and a minimal JSON."""
     folder = root / "toy" / "loo" / method
     folder.mkdir(parents=True, exist_ok=True)
@@ -35,7 +36,7 @@ def write_method(root, method, ranks, seed=0, users=USERS, fit_seconds=1.0, spli
                         "hardware": {"device": "cpu", "torch_threads": 2}},
         "timing": {"fit_seconds": fit_seconds, "inference_seconds": 0.5},
         "peak_rss_mb": 100.0, "parameters": {"trainable": 1000},
-        "training": {"stop_reason": "early_stop", "examples_seen": 0, "curve": []},
+        "training": {"stop_reason": "early_stop", "examples_seen": 0, "curve": list(curve)},
         "diagnostics": {},
     }
     (folder / f"seed{seed}.json").write_text(json.dumps(result))
@@ -181,3 +182,24 @@ def test_compute_table_sums_fit_and_inference_per_method(tmp_path):
     assert rows["sasrec_id"] == ["1.0"]
     assert rows["recbole_sasrec (peer)"] == ["10.0"]
     assert rows["**total without peers**"] == ["**4.0**"]  # the peer is left out
+
+
+def test_curve_table_says_where_each_method_stood(tmp_path):
+    results = tmp_path / "results"
+    write_method(results, "sasrec_id", [3] * 10, curve=[
+        {"examples": 100, "seconds": 1.0, "valid_ndcg10": 0.1},
+        {"examples": 200, "seconds": 2.0, "valid_ndcg10": 0.3},
+        {"examples": 300, "seconds": 3.0, "valid_ndcg10": 0.2}])
+    write_method(results, "slow", [7] * 10, curve=[
+        {"examples": 1000, "seconds": 10.0, "valid_ndcg10": 0.05},
+        {"examples": 2000, "seconds": 20.0, "valid_ndcg10": 0.08}])
+    write_method(results, "flat", [7] * 10)  # no curve: not in the table
+    text = report(results, tmp_path)
+    section = text.split("## Quality vs training compute", 1)[1].split("\n## ", 1)[0]
+    header, *rows = tables(section)[0]
+    by = {r[0]: dict(zip(header, r)) for r in rows}
+    assert set(by) == {"sasrec_id", "slow"}
+    assert by["sasrec_id"]["best valid NDCG@10"] == "0.3000"
+    assert by["sasrec_id"]["examples at best"] == "200" and by["sasrec_id"]["still rising"] == "no"
+    assert by["slow"]["still rising"] == "yes" and by["slow"]["examples at last"] == "2,000"
+    assert (results / "plots" / "toy_loo_curves.png").is_file()
