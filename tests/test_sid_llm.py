@@ -43,6 +43,16 @@ def tiny():
     return model.eval(), tok, vocab
 
 
+def test_extend_creates_its_rows_on_the_models_device():
+    """The device-mismatch class of bug (a CPU tensor added to GPU rows) without a GPU: on the
+    `meta` device every operation with a CPU tensor fails the same way."""
+    model, tok = tiny_random_lm(seed=0)
+    model = model.to("meta")
+    codes, sizes = random_codes(10)
+    SIDVocab(codes, sizes).extend(tok, model, seed=0)
+    assert model.get_input_embeddings().weight.device.type == "meta"
+
+
 def test_sid_strings_round_trip_through_the_tokenizer(tiny):
     _, tok, vocab = tiny
     text = f"History: {vocab.item_text(3)}{vocab.item_text(17)} next"

@@ -72,9 +72,9 @@ class SIDVocab:
         emb = model.get_input_embeddings().weight
         with torch.no_grad():
             base = emb[:old].float()
-            gen = torch.Generator().manual_seed(seed)
+            gen = torch.Generator().manual_seed(seed)  # on CPU: the same rows on any device
             rand = torch.randn(len(tokenizer) - old, emb.shape[1], generator=gen)
-            rows = base.mean(0) + noise * base.std(0) * rand
+            rows = base.mean(0) + noise * base.std(0) * rand.to(base.device)
             emb[old:] = rows.to(emb.dtype)
         self.bind(tokenizer)
 
