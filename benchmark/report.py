@@ -197,7 +197,9 @@ class Comparison:
                 per_user[name] = v
         if self.reference not in per_user:
             return {}
-        return compare_to_reference(per_user, self.reference)
+        return compare_to_reference(per_user, self.reference, self.settings.families or None,
+                                    alpha=ALPHA, seed=self.settings.bootstrap_seed,
+                                    n_resamples=self.settings.bootstrap_resamples)
 
     def slice_means(self, name: str) -> dict[str, tuple[float, float, float]]:
         """{slice label: (mean, CI low, CI high)} of the headline metric."""
@@ -310,10 +312,19 @@ def _significance(c: Comparison) -> list[str]:
         for name in c.order:
             if name in tests:
                 t = tests[name]
-                rows.append([label, name, f"{t['mean_diff']:+.4f}", f"{t['t_p_holm']:.3g}",
-                             f"{t['wilcoxon_p_holm']:.3g}"])
-    headers = ["slice", "method", "Δ vs ref", "t-test p (Holm)", "Wilcoxon p (Holm)"]
-    return [f"### Paired tests against {c.reference} ({HEADLINE}, Holm within each slice)", "",
+                lo, hi = t["diff_ci95"]
+                rows.append([label, name, f"{t['family']} ({t['m']})",
+                             f"{t['mean_diff']:+.4f} [{lo:+.4f}, {hi:+.4f}]",
+                             "n/a" if not np.isfinite(t["mde"]) else f"{t['mde']:.4f}",
+                             f"{t['t_p_holm']:.3g}", f"{t['wilcoxon_p_holm']:.3g}"])
+    headers = ["slice", "method", "family (m)", "Δ vs ref [95% CI]", "MDE (80%, α/m)",
+               "t-test p (Holm)", "Wilcoxon p (Holm)"]
+    return [f"### Paired tests against {c.reference} ({HEADLINE}, Holm within each family "
+            "and slice)", "",
+            "m counts the family's listed members (the profile's `families`), tested or not. "
+            "MDE: the smallest mean difference the paired t-test detects with 80% power at "
+            "α / m. \"Not significant\" with an MDE larger than the effects that matter "
+            "means the test could not have seen them, not that there is no effect.", "",
             tabulate(rows, headers, tablefmt="pipe", disable_numparse=True), ""]
 
 
@@ -353,7 +364,11 @@ def _cold_depth(methods: dict[str, MethodRuns], order: list[str], table0: pd.Dat
              for name in order}
     # Paired test on the full rank (score methods only: a list method has no rank past K).
     scored = {n: -r for n, r in ranks.items() if methods[n].list_length is None}
-    tests = compare_to_reference(scored, reference) if reference in scored else {}
+    settings = harness_settings("default")
+    tests = (compare_to_reference(scored, reference, settings.families or None, alpha=ALPHA,
+                                  seed=settings.bootstrap_seed,
+                                  n_resamples=settings.bootstrap_resamples)
+             if reference in scored else {})
     rows = []
     for name in order:
         r, k = ranks[name], methods[name].list_length

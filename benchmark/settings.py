@@ -42,6 +42,10 @@ class HarnessSettings:
     max_users: int | None = None  # evaluate only the first N users (smoke profile)
     threads: int | None = None  # torch threads; None = torch's default
     peers: list[str] = field(default_factory=list)  # run by --with-peers or by name, not --all
+    # Comparison families fixed in advance: {family: [methods]}; Holm's m is the number of
+    # listed members (methods to come included), so one method's results never change another
+    # family's p-values. Empty: every method present forms one family.
+    families: dict[str, list[str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         require_each("seeds", self.seeds, 0, non_empty=True)
@@ -56,6 +60,15 @@ class HarnessSettings:
             require_at_least(key, getattr(self, key), 1)
         require_at_least("max_users", self.max_users, 1, optional=True)
         require_at_least("threads", self.threads, 1, optional=True)
+        seen: dict[str, str] = {}
+        for family, members in self.families.items():
+            if not isinstance(members, list) or not members:
+                raise BenchmarkError(f"families.{family} must be a non-empty list of methods")
+            for m in members:
+                if m in seen:
+                    raise BenchmarkError(f"method {m!r} is in two comparison families "
+                                         f"({seen[m]} and {family})")
+                seen[m] = family
 
 
 def harness_settings(profile: str, overrides: dict[str, Any] | None = None) -> HarnessSettings:

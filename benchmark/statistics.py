@@ -4,8 +4,14 @@
   sample (an all-zero slice, say) gives the degenerate interval [c, c] instead of NaN.
 - Paired tests of a method against the reference on the same users: ``scipy.stats.ttest_rel``
   and ``scipy.stats.wilcoxon``; all-zero differences give p = 1 (no evidence of a difference).
-- Holm correction (``statsmodels``) within each family: (dataset, protocol, slice, metric),
-  i.e. across the methods compared with the reference.
+- Holm correction (``statsmodels``) within each family of methods fixed in advance in the
+  profile (``families:``), per (dataset, protocol, slice, metric). Holm's m is the number of
+  the family's listed members (the reference excluded): a member without results counts as an
+  untested p = 1, so results arriving for one method never change another family's p-values.
+  Methods that no family lists are corrected together in the family ``unlisted``.
+- Each comparison carries the paired mean difference with its 95% bootstrap CI and the minimum
+  detectable difference (MDE) of the paired t-test at 80% power and level alpha / m, so "not
+  significant" (an effect below the MDE may exist) and "no effect" can be told apart.
 - With several seeds, per-user values are averaged over seeds before any test.
 """
 
@@ -62,17 +68,70 @@ def holm(pvalues: list[float]) -> list[float]:
     return [float(p) for p in multipletests(pvalues, method="holm")[1]]
 
 
-def compare_to_reference(per_user: dict[str, np.ndarray], reference: str
-                         ) -> dict[str, dict[str, float]]:
-    """Paired tests of every method against ``reference``, Holm-corrected across methods.
+def holm_family(pvalues: dict[str, float], members: int) -> dict[str, float]:
+    """Holm-adjusted p-values of the tested members of a family of ``members`` hypotheses; the
+    untested members count as p = 1 (they raise m, never lower another's p)."""
+    if members < len(pvalues):
+        raise ValueError(f"a family of {members} members cannot hold {len(pvalues)} tests")
+    names = list(pvalues)
+    padded = [pvalues[n] for n in names] + [1.0] * (members - len(names))
+    return dict(zip(names, holm(padded)[:len(names)]))
+
+
+def min_detectable_difference(diff: np.ndarray, alpha: float, power: float = 0.8) -> float:
+    """Smallest mean paired difference a two-sided paired t-test at level ``alpha`` detects
+    with probability ``power``, given the spread of the observed differences:
+    (t_{1-alpha/2} + t_{power}) * sd / sqrt(n), with n - 1 degrees of freedom."""
+    d = np.asarray(diff, dtype=np.float64)
+    n = len(d)
+    if n < 2:
+        return math.inf
+    df = n - 1
+    t = stats.t.ppf(1 - alpha / 2, df) + stats.t.ppf(power, df)
+    return float(t * d.std(ddof=1) / math.sqrt(n))
+
+
+def compare_to_reference(per_user: dict[str, np.ndarray], reference: str,
+                         families: dict[str, list[str]] | None = None, *, alpha: float = 0.05,
+                         seed: int = 0, n_resamples: int = 1000) -> dict[str, dict]:
+    """Paired tests of every method against ``reference``, Holm-corrected within its family.
 
     ``per_user`` maps method -> per-user values (seeds already averaged), aligned by user.
+    ``families`` maps a family name to its listed members (None: one family of the methods
+    present, the old behaviour). Each result holds ``family``, ``m``, ``mean_diff`` with its
+    ``diff_ci95``, ``mde`` (80% power at alpha / m), raw and Holm-adjusted p-values.
     """
     others = [m for m in per_user if m != reference]
     raw = {m: paired_tests(per_user[m], per_user[reference]) for m in others}
-    t_adj = holm([raw[m]["t_p"] for m in others])
-    w_adj = holm([raw[m]["wilcoxon_p"] for m in others])
+    groups = family_groups(others, reference, families)
     out = {}
-    for m, t, w in zip(others, t_adj, w_adj):
-        out[m] = dict(raw[m], t_p_holm=t, wilcoxon_p_holm=w)
+    for family, (members, tested) in groups.items():
+        t_adj = holm_family({m: raw[m]["t_p"] for m in tested}, members)
+        w_adj = holm_family({m: raw[m]["wilcoxon_p"] for m in tested}, members)
+        for m in tested:
+            diff = np.asarray(per_user[m], np.float64) - np.asarray(per_user[reference], np.float64)
+            lo, hi = bootstrap_ci(diff, seed=seed, n_resamples=n_resamples)
+            out[m] = dict(raw[m], t_p_holm=t_adj[m], wilcoxon_p_holm=w_adj[m], family=family,
+                          m=members, diff_ci95=[lo, hi],
+                          mde=min_detectable_difference(diff, alpha / members))
+    return out
+
+
+def family_groups(methods: list[str], reference: str, families: dict[str, list[str]] | None
+                  ) -> dict[str, tuple[int, list[str]]]:
+    """{family: (m, the methods of ``methods`` it holds)}; m counts its listed members other
+    than the reference. Methods no family lists form ``unlisted`` (m = how many there are)."""
+    if families is None:
+        return {"all": (len(methods), list(methods))} if methods else {}
+    out: dict[str, tuple[int, list[str]]] = {}
+    listed: set[str] = set()
+    for family, members in families.items():
+        members = [m for m in dict.fromkeys(members) if m != reference]
+        listed.update(members)
+        tested = [m for m in methods if m in members]
+        if tested:
+            out[family] = (len(members), tested)
+    unlisted = [m for m in methods if m not in listed]
+    if unlisted:
+        out["unlisted"] = (len(unlisted), unlisted)
     return out

@@ -7,6 +7,7 @@ sasrec_id, fallback popularity, 1,000 bootstrap resamples).
 
 import json
 
+import numpy as np
 import pytest
 
 from benchmark.errors import BenchmarkError
@@ -110,14 +111,50 @@ def test_slices_and_paired_tests(main_run):
     # mixed, short users: 1, 0, 1, 0, 1 -> 0.6; long users: 0, 1, 0, 1, 1/2 -> 0.5
     assert by["mixed"][0].startswith("0.6000 [") and by["mixed"][0].endswith("]")
     assert by["mixed"][2].startswith("0.5000 [") and by["mixed"][2].endswith("]")
-    assert "### Paired tests against sasrec_id (NDCG@10, Holm within each slice)" in main_run
-    assert paired[0] == ["slice", "method", "Δ vs ref", "t-test p (Holm)", "Wilcoxon p (Holm)"]
+    assert ("### Paired tests against sasrec_id (NDCG@10, Holm within each family and slice)"
+            in main_run)
+    assert paired[0] == ["slice", "method", "family (m)", "Δ vs ref [95% CI]", "MDE (80%, α/m)",
+                         "t-test p (Holm)", "Wilcoxon p (Holm)"]
     rows = {(r[0], r[1]): r[2:] for r in paired[1:]}
     assert [r[1] for r in paired[1:] if r[0] == "all"] == ["strong", "mixed", "weak"]
-    assert rows["all", "strong"][:2] == ["+0.1667", "0"]  # a constant difference: t is infinite
-    assert rows["all", "weak"][:2] == ["-0.1667", "0"]
-    assert rows["all", "mixed"][0] == "+0.0500" and float(rows["all", "mixed"][1]) > 0.5
-    assert rows["history_bucket=long", "mixed"] == ["+0.0000", "1", "1"]  # differences cancel
+    # none of the toy methods is in the profile's families: they form `unlisted`, m = 3
+    # a constant difference: CI and spread are zero, so the MDE is 0 and t is infinite
+    assert rows["all", "strong"][:4] == ["unlisted (3)", "+0.1667 [+0.1667, +0.1667]", "0.0000",
+                                         "0"]
+    assert rows["all", "weak"][1:4] == ["-0.1667 [-0.1667, -0.1667]", "0.0000", "0"]
+    assert rows["all", "mixed"][1].startswith("+0.0500 [") and float(rows["all", "mixed"][3]) > 0.5
+    # differences cancel: nothing to test, p = 1
+    assert rows["history_bucket=long", "mixed"][1].startswith("+0.0000 [")
+    assert rows["history_bucket=long", "mixed"][3:] == ["1", "1"]
+
+
+def test_holm_m_counts_the_listed_members_of_the_family(tmp_path):
+    """sasrec_sid is the only `main` method with results; its family lists 9 methods, so its
+    t-test p is multiplied by 9, and popularity's (in `baselines`, 3 listed) by 3."""
+    from scipy import stats
+
+    results = tmp_path / "results"
+    ref = [3, 3, 3, 3, 3, 3, 3, 3, 3, 3]
+    sid = [1, 3, 1, 7, 1, 3, 1, 3, 1, 3]
+    pop = [7, 3, 7, 7, 3, 7, 7, 3, 7, 7]
+    for name, ranks in (("sasrec_id", ref), ("sasrec_sid", sid), ("popularity", pop)):
+        write_method(results, name, ranks)
+    text = report(results, tmp_path)
+    paired = tables(text.split("### Paired tests against", 1)[1])[0]
+    rows = {r[1]: r for r in paired[1:] if r[0] == "all"}
+
+    def ndcg(r):
+        return [1 / __import__("math").log2(x + 1) for x in r]
+
+    p_sid = stats.ttest_rel(ndcg(sid), ndcg(ref)).pvalue
+    p_pop = stats.ttest_rel(ndcg(pop), ndcg(ref)).pvalue
+    assert rows["sasrec_sid"][2] == "main (9)" and rows["popularity"][2] == "baselines (3)"
+    assert float(rows["sasrec_sid"][5]) == pytest.approx(min(1, 9 * p_sid), rel=1e-2)
+    assert float(rows["popularity"][5]) == pytest.approx(min(1, 3 * p_pop), rel=1e-2)
+    # MDE at alpha / 9 with n = 10: (t_{1-0.05/18, 9} + t_{0.8, 9}) * sd / sqrt(10)
+    d = np.array(ndcg(sid)) - np.array(ndcg(ref))
+    mde = (stats.t.ppf(1 - 0.05 / 18, 9) + stats.t.ppf(0.8, 9)) * d.std(ddof=1) / np.sqrt(10)
+    assert float(rows["sasrec_sid"][4]) == pytest.approx(mde, abs=1e-4)
 
 
 def test_popularity_is_the_reference_when_sasrec_id_has_no_results(tmp_path):
@@ -152,7 +189,7 @@ def test_methods_on_different_users_are_an_error_or_skipped_with_lenient(tmp_pat
     assert "Reference for significance: **sasrec_id**." in text
     assert [r[0] for r in leaderboard[1:]] == ["**sasrec_id**", "weak"]
     assert leaderboard[2][leaderboard[0].index("NDCG@10 [95% CI]")] == "0.3333 [0.3333, 0.3333] ▼"
-    assert [r[:3] for r in paired[1:] if r[0] == "all"] == [["all", "weak", "-0.1667"]]
+    assert [(r[1], r[3].split()[0]) for r in paired[1:] if r[0] == "all"] == [("weak", "-0.1667")]
     assert all("strong" not in row[0] for row in slices + paired)
 
 

@@ -4,7 +4,14 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from benchmark.statistics import bootstrap_ci, compare_to_reference, holm, paired_tests
+from benchmark.statistics import (
+    bootstrap_ci,
+    compare_to_reference,
+    holm,
+    holm_family,
+    min_detectable_difference,
+    paired_tests,
+)
 
 A = np.array([0.0, 1.0, 0.5, 0.33, 0.0, 1.0, 0.63, 0.0, 0.25, 1.0])
 B = np.array([0.0, 0.5, 0.5, 0.0, 0.0, 1.0, 0.33, 0.0, 0.0, 0.63])
@@ -47,3 +54,41 @@ def test_compare_to_reference_corrects_within_the_family():
     assert set(out) == {"m1", "m2"}
     raw = [out["m1"]["t_p"], out["m2"]["t_p"]]
     assert [out["m1"]["t_p_holm"], out["m2"]["t_p_holm"]] == pytest.approx(holm(raw))
+
+
+def test_holm_family_counts_untested_members_as_p_one():
+    # a family of 4 with two tested: sorted p 0.01 (x4 = 0.04), 0.02 (x3 = 0.06)
+    assert holm_family({"a": 0.02, "b": 0.01}, 4) == pytest.approx({"a": 0.06, "b": 0.04})
+    with pytest.raises(ValueError):
+        holm_family({"a": 0.1, "b": 0.2}, 1)
+
+
+def test_families_fix_m_so_other_results_never_change_a_p_value():
+    rng = np.random.default_rng(1)
+    families = {"main": ["m1", "m2", "m3"], "baselines": ["pop"]}
+    per_user = {"ref": B, "m1": A, "pop": B + rng.normal(0, 0.1, len(B))}
+    first = compare_to_reference(per_user, "ref", families)
+    assert first["m1"]["family"] == "main" and first["m1"]["m"] == 3
+    assert first["m1"]["t_p_holm"] == pytest.approx(min(1, 3 * first["m1"]["t_p"]))
+    assert first["pop"]["m"] == 1 and first["pop"]["t_p_holm"] == first["pop"]["t_p"]
+    # m2 arrives: m1's p stays as it was only if m2's p is larger; pop's never moves
+    per_user["m2"] = B + 0.001
+    second = compare_to_reference(per_user, "ref", families)
+    assert second["pop"]["t_p_holm"] == first["pop"]["t_p_holm"]
+    # a method no family lists is corrected on its own
+    per_user["stray"] = A
+    third = compare_to_reference(per_user, "ref", families)
+    assert third["stray"]["family"] == "unlisted" and third["stray"]["m"] == 1
+    assert third["pop"]["t_p_holm"] == first["pop"]["t_p_holm"]
+
+
+def test_difference_ci_and_mde_by_hand():
+    out = compare_to_reference({"ref": B, "m": A}, "ref", {"f": ["m", "other"]})["m"]
+    d = A - B
+    lo, hi = out["diff_ci95"]
+    assert lo <= d.mean() <= hi and (lo, hi) == bootstrap_ci(d)
+    # m = 2: alpha / 2; (t_{1-0.0125, 9} + t_{0.8, 9}) * sd / sqrt(10)
+    expected = (stats.t.ppf(1 - 0.0125, 9) + stats.t.ppf(0.8, 9)) * d.std(ddof=1) / np.sqrt(10)
+    assert out["mde"] == pytest.approx(expected)
+    assert min_detectable_difference(d, 0.05) < out["mde"]  # a stricter level needs more
+    assert min_detectable_difference(np.array([0.1]), 0.05) == np.inf
