@@ -122,6 +122,17 @@ class Dataset:
     def n_items(self) -> int:
         return len(self.catalog)
 
+    def tied_targets(self) -> np.ndarray | None:
+        """Per user: do the last two interactions (the leave-one-out validation and test
+        targets) share a timestamp? Then the "next" item is the source file's order. None for
+        a dataset without timestamps."""
+        if not self.stats.get("timestamps", True):
+            return None
+        users = self.interactions["user"].to_numpy()
+        times = self.interactions["timestamp"].to_numpy()
+        ends = np.searchsorted(users, np.arange(self.n_users), side="right")
+        return times[ends - 1] == times[ends - 2]
+
     def sequences(self) -> list[np.ndarray]:
         """Per-user chronological item-index arrays."""
         users = self.interactions["user"].to_numpy()

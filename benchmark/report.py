@@ -32,6 +32,7 @@ ALPHA = 0.05
 PROTOCOL_TITLES = {"loo": "leave-one-out (`loo`)", "cold_item": "cold-start items (`cold_item`)"}
 SLICE_COLUMNS = {"history_bucket": ("short", "medium", "long"),
                  "popularity_bucket": ("head", "torso", "tail"),
+                 "tied_target": (True, False),
                  "cold_item": (True, False)}
 
 
@@ -77,6 +78,8 @@ def _slice_masks(table0: pd.DataFrame) -> list[tuple[str, str, np.ndarray]]:
             continue
         for bucket in buckets:
             mask = (table0[column].astype(str) == str(bucket)).to_numpy()
+            if column == "tied_target":
+                bucket = "tied" if bucket else "untied"
             out.append((f"{column}={bucket}", f"{bucket} (n={int(mask.sum())})", mask))
     return out
 

@@ -54,6 +54,8 @@ def per_user_table(dataset: Dataset, split: Split, ranks: np.ndarray
     cold = np.isin(targets, split.cold_items)
     cold_valid = np.isin(targets, split.cold_valid_items)
     is_cold_protocol = split.protocol == "cold_item"
+    all_tied = dataset.tied_targets()
+    tied = None if all_tied is None else all_tied[split.test.users]
     table = pd.DataFrame({
         "user_id": [dataset.user_ids[u] for u in split.test.users],
         "target_item_id": [dataset.catalog.item_ids[i] for i in targets],
@@ -62,10 +64,13 @@ def per_user_table(dataset: Dataset, split: Split, ranks: np.ndarray
         "popularity_bucket": pop[targets],
         "cold_item": cold if is_cold_protocol else [None] * len(targets),
         "cold_valid": cold_valid if is_cold_protocol else [None] * len(targets),
+        "tied_target": tied if tied is not None else [None] * len(targets),
     })
     slices: dict[str, dict[str, np.ndarray]] = {"all": {"all": np.ones(len(targets), bool)}}
     slices["history_bucket"] = {b: hist_labels == b for b in ("short", "medium", "long")}
     slices["popularity_bucket"] = {b: pop[targets] == b for b in ("head", "torso", "tail")}
+    if tied is not None:
+        slices["tied_target"] = {"tied": tied, "untied": ~tied}
     if is_cold_protocol:
         # warm: neither cold set; cold_valid targets are as cold as the cold_item ones.
         slices["cold_item"] = {"cold": cold, "cold_valid": cold_valid, "warm": ~cold & ~cold_valid}

@@ -21,6 +21,15 @@ def test_equal_timestamps_keep_source_file_order(tmp_path):
     assert [ids[i] for i in seqs[1]] == ["1", "2", "3"]
 
 
+def test_tied_targets_flag_users_whose_last_two_share_a_timestamp(tmp_path):
+    # user 1: last two at 100 and 100 -> tied; user 2: 7, 8, 9 -> not; user 3: 5, 6, 6 -> tied
+    rows = [(1, 30, 5, 100), (1, 10, 5, 100), (1, 40, 5, 50), (2, 1, 5, 7), (2, 2, 5, 8),
+            (2, 3, 5, 9), (3, 1, 5, 5), (3, 2, 5, 6), (3, 3, 5, 6)]
+    ds = load_atomic(write_atomic(tmp_path, "t", rows), "t", Preprocessing())
+    assert ds.tied_targets().tolist() == [True, False, True]
+    assert int(load_ml100k(Preprocessing()).tied_targets().sum()) == 415  # of 943
+
+
 def test_ml100k_default_counts():
     ds = load_ml100k(Preprocessing())
     assert (ds.n_users, ds.n_items, len(ds.interactions)) == (943, 1682, 100_000)
@@ -189,6 +198,7 @@ def test_lcrec_format_keeps_list_order_and_cleans_text_by_rule(tmp_path, gz):
     ids = ds.catalog.item_ids
     assert [[ids[i] for i in s] for s in ds.sequences()] == [["0", "1", "2", "3"], ["2", "0", "1"]]
     assert ds.stats["timestamps"] is False
+    assert ds.tied_targets() is None  # no timestamps: the tied_target slice is n/a
     a = {iid: ds.catalog.attributes[i] for i, iid in enumerate(ids)}
     assert a["0"] == {"title": "Café Thermometer", "brand": "Acme",
                       "categories": "Lab, Thermometers", "description": "A <b> probe"}
