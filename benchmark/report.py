@@ -276,14 +276,18 @@ def _leaderboard(c: Comparison) -> list[str]:
                 cell += f" [{_fmt(lo)}, {_fmt(hi)}]"
             row.append(cell + _mark(c.tests(metric).get(name)))
         seed_means = runs.seed_means(HEADLINE)
-        row.append(f"{np.mean(seed_means):.4f} ± {np.std(seed_means):.4f} ({len(seed_means)})")
+        if len(seed_means) == 1:  # no spread to show: never "± 0"
+            row.append("single seed")
+        else:
+            row.append(f"{np.mean(seed_means):.4f} ± {np.std(seed_means, ddof=1):.4f} "
+                       f"({len(seed_means)}: {', '.join(f'{v:.4f}' for v in seed_means)})")
         row.append(_seconds(runs.mean_of("timing", "fit_seconds")))
         row.append(_seconds(runs.mean_of("timing", "inference_seconds")))
         row.append(_params(runs.mean_of("parameters", "trainable")))
         row.append(runs.results[0]["training"]["stop_reason"])
         rows.append(row)
     headers = ["method", *[f"{m} [95% CI]" if m in with_ci else m for m in METRICS],
-               "NDCG@10 seeds mean ± std (n)", "fit s", "infer s", "trainable", "stopped by"]
+               "NDCG@10 over seeds: mean ± std (n: per seed)", "fit s", "infer s", "trainable", "stopped by"]
     return [tabulate(rows, headers, tablefmt="pipe", disable_numparse=True), ""]
 
 
