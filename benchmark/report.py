@@ -84,6 +84,21 @@ def _slice_masks(table0: pd.DataFrame) -> list[tuple[str, str, np.ndarray]]:
     return out
 
 
+def slice_columns(methods: dict[str, MethodRuns]) -> pd.DataFrame:
+    """The slice columns of a (dataset, protocol), each taken from the first per-user file that
+    fills it. Every file holds the same test cases in the same order (:func:`_same_users`), so
+    a column a newer runner writes (``tied_target``, ``cold_valid``) serves the older files
+    beside it."""
+    tables = [t for runs in methods.values() for t in runs.tables]
+    out = tables[0].copy()
+    for column in (*SLICE_COLUMNS, "cold_valid"):
+        for table in tables:
+            if column in table and not table[column].isna().all():
+                out[column] = table[column].to_numpy()
+                break
+    return out
+
+
 def _is_true(table0: pd.DataFrame, column: str) -> np.ndarray:
     if column not in table0:
         return np.zeros(len(table0), dtype=bool)
@@ -174,8 +189,7 @@ class Comparison:
     def of(cls, methods: dict[str, MethodRuns], settings: HarnessSettings) -> Comparison:
         reference = _choose_reference(methods, settings.reference, settings.fallback_reference)
         order = sorted(methods, key=lambda n: -(methods[n].per_user(HEADLINE).mean()))
-        table0 = next(iter(methods.values())).tables[0]
-        return cls(methods, reference, order, _slice_masks(table0), settings)
+        return cls(methods, reference, order, _slice_masks(slice_columns(methods)), settings)
 
     def ci(self, values: np.ndarray) -> tuple[float, float]:
         """95% bootstrap CI of the mean, with the profile's resamples and seed."""
@@ -218,7 +232,7 @@ def _section(dataset: str, protocol: str, methods: dict[str, MethodRuns], plot_d
              report_dir: Path, settings: HarnessSettings) -> list[str]:
     """One (dataset, protocol): header, leaderboard, slices, cold depth, paired tests, plots."""
     c = Comparison.of(methods, settings)
-    table0 = next(iter(methods.values())).tables[0]
+    table0 = slice_columns(methods)
     slice_means = {name: c.slice_means(name) for name in c.order}
     return [*_header(dataset, protocol, c), *_leaderboard(c), *_slice_table(c, slice_means),
             *_cold_depth(methods, c.order, table0, c.reference), *_significance(c),

@@ -70,3 +70,18 @@ def test_cold_protocol_slices_are_cold_cold_valid_and_warm():
     old = {label: mask.tolist() for label, _, mask in _slice_masks(table.drop(columns="cold_valid"))}
     assert "cold_item=cold_valid" not in old
     assert old["cold_item=warm"] == [False, True, True, True, False]
+
+
+def test_slice_columns_come_from_whichever_file_fills_them():
+    import pandas as pd
+
+    from benchmark.report import slice_columns
+
+    old = pd.DataFrame({"user_id": ["a", "b"], "history_bucket": ["short", "long"],
+                        "popularity_bucket": ["head", "tail"], "cold_item": [None, None]})
+    new = old.assign(tied_target=[True, False])
+    merged = slice_columns({"old": MethodRuns("old", tables=[old]),
+                            "new": MethodRuns("new", tables=[new])})
+    assert merged["tied_target"].tolist() == [True, False]
+    assert merged["history_bucket"].tolist() == ["short", "long"]
+    assert "tied_target" not in slice_columns({"old": MethodRuns("old", tables=[old])})
