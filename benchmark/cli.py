@@ -18,6 +18,7 @@ import traceback
 from pathlib import Path
 from typing import NoReturn
 
+from benchmark.config import PROFILES
 from benchmark.errors import BenchmarkError, one_line
 
 COMMANDS = ("run", "tune", "list", "report", "recommend", "chat")
@@ -39,7 +40,10 @@ def _common_run_args(p: argparse.ArgumentParser) -> None:
                         "datasets, `recommend`/`chat` use ml-100k)")
     p.add_argument("--meta", default=None,
                    help="Amazon meta_<Category>.jsonl[.gz] (default: beside the reviews file)")
-    p.add_argument("--profile", default="default", choices=("smoke", "default", "paper"))
+    p.add_argument("--profile", default="default", choices=PROFILES,
+                   help="smoke (seconds, tests), default (2-core CPU; writes results/), gpu (one "
+                        "GPU, packaged backbones, offline; writes results-gpu/), paper (paper "
+                        "scale, your own weights)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key: `key=value` for every selected method, "
                         "`method.key=value` for one, `harness.key=value` for the protocol "
@@ -209,7 +213,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     for path in sorted(DATASET_CONFIG_DIR.glob("*.yaml")):
         print(f"  {path.stem}")
     print("  <path>                 RecBole .inter file/folder, or Amazon 2023 <Category>.jsonl[.gz]")
-    print("profiles: smoke, default, paper")
+    print(f"profiles: {', '.join(PROFILES)}")
     print("protocols: loo, cold_item")
     return 0
 

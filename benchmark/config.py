@@ -22,7 +22,7 @@ import yaml
 
 from benchmark.errors import BenchmarkError
 
-PROFILES = ("smoke", "default", "paper")
+PROFILES = ("smoke", "default", "gpu", "paper")
 
 
 def parse_overrides(pairs: list[str]) -> dict[str, Any]:

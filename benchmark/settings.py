@@ -22,6 +22,7 @@ from benchmark.errors import BenchmarkError
 DATASET_CONFIG_DIR = registry.CONFIG_DIR / "datasets"
 PROFILE_CONFIG_DIR = registry.CONFIG_DIR / "profiles"
 DEFAULT_RESULTS_DIR = registry.REPO_ROOT / "results"
+GPU_RESULTS_DIR = registry.REPO_ROOT / "results-gpu"  # the `gpu` profile's committed results
 
 
 @dataclass(frozen=True)
@@ -89,7 +90,12 @@ def default_cache_dir() -> Path:
 
 
 def results_dir_for(profile: str, given: Path | None, cache_dir: Path) -> Path:
-    """Only the default profile writes into results/; others into the cache (or --results-dir)."""
+    """The default profile writes into results/, the gpu profile into results-gpu/ (its own
+    REPORT.md beside them), others into the cache (or --results-dir)."""
     if given is not None:
         return Path(given)
-    return DEFAULT_RESULTS_DIR if profile == "default" else cache_dir / f"results-{profile}"
+    if profile == "default":
+        return DEFAULT_RESULTS_DIR
+    if profile == "gpu":
+        return GPU_RESULTS_DIR
+    return cache_dir / f"results-{profile}"

@@ -111,3 +111,23 @@ class BadDefaults(Checked):
 
     def __post_init__(self):
         require_range("heads", self.heads, 1)
+
+
+def test_gpu_profile_resolves_every_method_offline():
+    """The gpu profile runs offline: every method's config resolves on both datasets and names
+    only packaged backbones (the paper profile's hub ids would need a download)."""
+    from dataclasses import asdict
+
+    from benchmark import registry
+    from benchmark.runner import resolve_config
+    from benchmark.settings import GPU_RESULTS_DIR, harness_settings, results_dir_for
+
+    settings = harness_settings("gpu")
+    assert settings.datasets == ["ml-100k", "amazon-scientific"]
+    for method in registry.available():
+        for dataset in settings.datasets:
+            _, config = resolve_config(method, "gpu", {}, dataset)
+            for key, value in asdict(config).items():
+                if key in ("backbone", "text_encoder", "encoder") and isinstance(value, str):
+                    assert value.startswith("packaged:"), f"{method}.{key} = {value!r}"
+    assert results_dir_for("gpu", None, GPU_RESULTS_DIR.parent / ".cache") == GPU_RESULTS_DIR
