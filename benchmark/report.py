@@ -218,6 +218,15 @@ class Comparison:
                                     alpha=ALPHA, seed=self.settings.bootstrap_seed,
                                     n_resamples=self.settings.bootstrap_resamples)
 
+    def slice_means_of(self, mask: np.ndarray) -> dict[str, float]:
+        """{method: mean of the headline metric over ``mask``}."""
+        out = {}
+        for name, runs in self.methods.items():
+            v = runs.per_user(HEADLINE, mask)
+            if v is not None and len(v):
+                out[name] = float(v.mean())
+        return out
+
     def slice_means(self, name: str) -> dict[str, tuple[float, float, float]]:
         """{slice label: (mean, CI low, CI high)} of the headline metric."""
         out = {}
@@ -258,6 +267,70 @@ def _header(dataset: str, protocol: str, c: Comparison) -> list[str]:
                f"({first['cold_valid_set_size']} items)" if first.get("cold_valid_set_hash") else "")
             + f". Reference for significance: **{c.reference or 'none'}**{why}.")
     return [f"## {dataset} — {PROTOCOL_TITLES.get(protocol, protocol)}", "", line, ""]
+
+
+def _verdict(test: dict) -> str:
+    """The fixed rule: Holm-corrected paired t-test p < ALPHA, in words."""
+    if test["t_p_holm"] >= ALPHA:
+        return "not significantly different from"
+    return "significantly better than" if test["mean_diff"] > 0 else "significantly worse than"
+
+
+def _claim(name: str, test: dict, reference: str) -> str:
+    lo, hi = test["diff_ci95"]
+    mde = test["mde"]
+    tail = "" if test["t_p_holm"] < ALPHA or not np.isfinite(mde) else (
+        f"; the test could detect {mde:.4f} at 80% power")
+    return (f"`{name}` is {_verdict(test)} `{reference}` (Δ {test['mean_diff']:+.4f}, "
+            f"95% CI [{lo:+.4f}, {hi:+.4f}], Holm p = {test['t_p_holm']:.3g}, family "
+            f"{test['family']} of {test['m']}{tail})")
+
+
+def _findings(found: dict, settings: HarnessSettings) -> list[str]:
+    """Sentences computed from the results, by one rule (Holm-corrected paired t-test,
+    p < 0.05, within the profile's families): what README may quote."""
+    lines: list[str] = []
+    for (dataset, protocol), methods in sorted(found.items(),
+                                               key=lambda kv: (kv[0][0], kv[0][1] != "loo")):
+        c = Comparison.of(methods, settings)
+        if not c.reference:
+            continue
+        best = c.order[0]
+        v = methods[best].per_user(HEADLINE)
+        lo, hi = c.ci(v)
+        out = [f"- Best {HEADLINE}: `{best}`, {v.mean():.4f} [{lo:.4f}, {hi:.4f}]"
+               f"{' (the reference)' if best == c.reference else ''}."]
+        tests = c.tests(HEADLINE)
+        for name in c.order:
+            if name in tests and tests[name]["family"] == "main":
+                out.append(f"- {_claim(name, tests[name], c.reference)}.")
+        for label, _, mask in c.slices:
+            if label != "cold_item=cold":
+                continue
+            means = c.slice_means_of(mask)
+            hits = [n for n in c.order if means.get(n, 0.0) > 0]
+            n = int(mask.sum())
+            if not hits:
+                out.append(f"- Cold targets (n = {n}): no method puts one in the top 10.")
+                continue
+            top = max(hits, key=lambda m: means[m])
+            cold_tests = c.tests(HEADLINE, mask, label)
+            ref_cold = means.get(c.reference, 0.0)
+            sentence = (f"- Cold targets (n = {n}): {len(hits)} of {len(c.order)} methods put "
+                        f"one in the top 10 ({', '.join(f'`{h}`' for h in hits)}); best "
+                        f"`{top}`, {HEADLINE} {means[top]:.4f} against {ref_cold:.4f} for "
+                        f"`{c.reference}`")
+            if top in cold_tests:
+                sentence += f": {_claim(top, cold_tests[top], c.reference)}"
+            out.append(sentence + ".")
+        lines += [f"### {dataset}, {PROTOCOL_TITLES.get(protocol, protocol)}", "", *out, ""]
+    if not lines:
+        return []
+    return ["## Findings", "",
+            "Generated from the result files by one rule: a difference is claimed only where "
+            "the Holm-corrected paired t-test against the reference gives p < 0.05 within the "
+            "method's family (the profile's `families`). Methods of the `main` family are "
+            "listed; the tables below have every method.", "", *lines]
 
 
 def _eval_users(result: dict) -> str:
@@ -524,6 +597,7 @@ def write_report(results_dir: Path, output: Path | None = None, lenient: bool = 
     lines += _skipped(skipped, results_dir)
     if not found:
         lines.append("No results yet: run `python -m benchmark --all`.")
+    lines += _findings(found, settings)
     for (dataset, protocol), methods in sorted(found.items(), key=lambda kv: (kv[0][0], kv[0][1] != "loo")):
         lines += _section(dataset, protocol, methods, results_dir / "plots", output.parent,
                           settings)

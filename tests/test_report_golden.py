@@ -243,3 +243,19 @@ def test_curve_table_says_where_each_method_stood(tmp_path):
     assert by["sasrec_id"]["examples at best"] == "200" and by["sasrec_id"]["still rising"] == "no"
     assert by["slow"]["still rising"] == "yes" and by["slow"]["examples at last"] == "2,000"
     assert (results / "plots" / "toy_loo_curves.png").is_file()
+
+
+def test_findings_state_verdicts_by_the_fixed_rule(tmp_path):
+    results = tmp_path / "results"
+    write_method(results, "sasrec_id", [3] * 10)
+    write_method(results, "sasrec_sid", [1] * 10)  # +1/2 for every user: significant
+    write_method(results, "recformer", [3, 3, 3, 3, 3, 3, 3, 3, 1, 7])  # +1/2 and -1/6: not
+    text = report(results, tmp_path)
+    findings = text.split("## Findings", 1)[1].split("\n## ", 1)[0]
+    assert "- Best NDCG@10: `sasrec_sid`, 1.0000 [1.0000, 1.0000]." in findings
+    assert ("- `sasrec_sid` is significantly better than `sasrec_id` (Δ +0.5000, 95% CI "
+            "[+0.5000, +0.5000], Holm p = 0, family main of 9)." in findings)
+    line = next(x for x in findings.splitlines() if x.startswith("- `recformer`"))
+    assert line.startswith("- `recformer` is not significantly different from `sasrec_id` "
+                           "(Δ +0.0333, ")
+    assert "family main of 9; the test could detect " in line
