@@ -74,7 +74,18 @@ def per_user_table(dataset: Dataset, split: Split, ranks: np.ndarray
     if is_cold_protocol:
         # warm: neither cold set; cold_valid targets are as cold as the cold_item ones.
         slices["cold_item"] = {"cold": cold, "cold_valid": cold_valid, "warm": ~cold & ~cold_valid}
+    # One user order everywhere: by user id, the order read_run gives the report. The CIs in
+    # the JSON and in REPORT.md then resample the same sequence and agree exactly.
+    order = user_order(table)
+    table = table.iloc[order].reset_index(drop=True)
+    slices = {name: {b: mask[order] for b, mask in buckets.items()}
+              for name, buckets in slices.items()}
     return table, slices, edges
+
+
+def user_order(table: pd.DataFrame) -> np.ndarray:
+    """Row order by user id (string order, stable): the canonical order of a per-user file."""
+    return np.argsort(table["user_id"].astype(str).to_numpy(), kind="stable")
 
 
 def ranks_from_table(table: pd.DataFrame) -> np.ndarray:
@@ -210,7 +221,7 @@ def read_run(json_path: Path, csv_path: Path) -> tuple[dict[str, Any], pd.DataFr
     if len(table) != n_cases:
         raise BenchmarkError(f"{csv_path}: {len(table)} rows, but {json_path.name} says "
                              f"n_test_cases = {n_cases}")
-    return result, table.sort_values("user_id", kind="stable").reset_index(drop=True)
+    return result, table.iloc[user_order(table)].reset_index(drop=True)
 
 
 def _read_per_user(path: Path) -> pd.DataFrame:

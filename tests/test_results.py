@@ -34,3 +34,32 @@ def test_an_unknown_version_is_an_error_that_names_the_file(tmp_path, version):
     path = _write(tmp_path / "seed7.json", version, {})
     with pytest.raises(BenchmarkError, match=r"seed7\.json: result schema version .* unknown"):
         read_result(path)
+
+
+def test_json_intervals_equal_the_reports_one_bootstrap_order(tiny_atomic, tmp_path):
+    """The per-user file is in user-id order (1, 10, 11, ... for ids 1..40, not the split's
+    1, 2, 3, ...), and the JSON's CI resamples that order, so REPORT.md's CI, computed from the
+    file, is the same interval."""
+    import json
+
+    from benchmark import runner
+    from benchmark.evaluation import metric_values
+    from benchmark.results import ranks_from_table, read_run
+    from benchmark.settings import harness_settings
+    from benchmark.statistics import bootstrap_ci
+
+    path = runner.run(runner.RunRequest(method="random", dataset=str(tiny_atomic),
+                                        protocol="loo", profile="smoke",
+                                        results_dir=tmp_path / "r", cache_dir=tmp_path / "c",
+                                        show_progress=False))
+    result = json.loads(path.read_text())
+    raw = (path.with_suffix(".per_user.csv")).read_text().splitlines()
+    users = [line.split(",")[0] for line in raw[1:]]
+    assert users == sorted(users) and users[:3] == ["1", "10", "11"]
+    _, table = read_run(path, path.with_suffix(".per_user.csv"))
+    settings = harness_settings("smoke")
+    values = metric_values(ranks_from_table(table))
+    for metric in ("NDCG@10", "HR@20"):
+        ci = bootstrap_ci(values[metric], seed=settings.bootstrap_seed,
+                          n_resamples=settings.bootstrap_resamples)
+        assert list(ci) == result["metrics"]["all"]["all"][metric]["ci95"]
