@@ -26,7 +26,12 @@ from benchmark.evaluation import HEADLINE, METRICS
 from benchmark.plots import plot_curves, plot_overall, plot_slices
 from benchmark.results import MethodRuns, Skipped, load_results, load_tuning, ranks_from_table
 from benchmark.settings import DEFAULT_RESULTS_DIR, HarnessSettings, harness_settings
-from benchmark.statistics import bootstrap_ci, compare_to_reference
+from benchmark.statistics import (
+    bootstrap_ci,
+    compare_to_reference,
+    hierarchical_bootstrap,
+    holm_family,
+)
 
 ALPHA = 0.05
 PROTOCOL_TITLES = {"loo": "leave-one-out (`loo`)", "cold_item": "cold-start items (`cold_item`)"}
@@ -214,9 +219,33 @@ class Comparison:
                 per_user[name] = v
         if self.reference not in per_user:
             return {}
-        return compare_to_reference(per_user, self.reference, self.settings.families or None,
-                                    alpha=ALPHA, seed=self.settings.bootstrap_seed,
-                                    n_resamples=self.settings.bootstrap_resamples)
+        tests = compare_to_reference(per_user, self.reference, self.settings.families or None,
+                                     alpha=ALPHA, seed=self.settings.bootstrap_seed,
+                                     n_resamples=self.settings.bootstrap_resamples)
+        self._add_seed_level(tests, metric, mask)
+        return tests
+
+    def _add_seed_level(self, tests: dict[str, dict], metric: str, mask: np.ndarray | None
+                        ) -> None:
+        """The hierarchical bootstrap (users and seeds resampled) where both sides have two
+        or more seeds, Holm-corrected within the family like the t-test."""
+        ref = self.methods[self.reference]
+        if len(ref.tables) < 2:
+            return
+        raw = {}
+        for name, test in tests.items():
+            runs = self.methods[name]
+            if len(runs.tables) < 2:
+                continue
+            a, b = runs.per_seed(metric, mask), ref.per_seed(metric, mask)
+            test["seed_level"] = hierarchical_bootstrap(
+                a, b, seed=self.settings.bootstrap_seed,
+                n_resamples=self.settings.bootstrap_resamples)
+            raw.setdefault(test["family"], {})[name] = test["seed_level"]["p"]
+        for family, pvalues in raw.items():
+            m = next(t["m"] for t in tests.values() if t["family"] == family)
+            for name, p in holm_family(pvalues, m).items():
+                tests[name]["seed_level"]["p_holm"] = p
 
     def slice_means_of(self, mask: np.ndarray) -> dict[str, float]:
         """{method: mean of the headline metric over ``mask``}."""
@@ -407,18 +436,24 @@ def _significance(c: Comparison) -> list[str]:
             if name in tests:
                 t = tests[name]
                 lo, hi = t["diff_ci95"]
+                seed_level = t.get("seed_level")
                 rows.append([label, name, f"{t['family']} ({t['m']})",
                              f"{t['mean_diff']:+.4f} [{lo:+.4f}, {hi:+.4f}]",
                              "n/a" if not np.isfinite(t["mde"]) else f"{t['mde']:.4f}",
-                             f"{t['t_p_holm']:.3g}", f"{t['wilcoxon_p_holm']:.3g}"])
+                             f"{t['t_p_holm']:.3g}", f"{t['wilcoxon_p_holm']:.3g}",
+                             (f"{seed_level['p_holm']:.3g} [{seed_level['ci95'][0]:+.4f}, "
+                              f"{seed_level['ci95'][1]:+.4f}]") if seed_level else
+                             "n/a (one seed)"])
     headers = ["slice", "method", "family (m)", "Δ vs ref [95% CI]", "MDE (80%, α/m)",
-               "t-test p (Holm)", "Wilcoxon p (Holm)"]
+               "t-test p (Holm)", "Wilcoxon p (Holm)", "users × seeds bootstrap p (Holm) [Δ CI]"]
     return [f"### Paired tests against {c.reference} ({HEADLINE}, Holm within each family "
             "and slice)", "",
             "m counts the family's listed members (the profile's `families`), tested or not. "
             "MDE: the smallest mean difference the paired t-test detects with 80% power at "
             "α / m. \"Not significant\" with an MDE larger than the effects that matter "
-            "means the test could not have seen them, not that there is no effect.", "",
+            "means the test could not have seen them, not that there is no effect. The last "
+            "column resamples users and each method's training seeds (hierarchical bootstrap), "
+            "so training randomness widens it; it needs two or more seeds on both sides.", "",
             tabulate(rows, headers, tablefmt="pipe", disable_numparse=True), ""]
 
 

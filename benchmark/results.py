@@ -273,6 +273,16 @@ class MethodRuns:
         v = np.mean(seeds, axis=0)
         return v if mask is None else v[mask]
 
+    def per_seed(self, metric: str, mask: np.ndarray | None = None) -> np.ndarray | None:
+        """[seeds, users] metric values (None if the metric is undefined here)."""
+        seeds = []
+        for table in self.tables:
+            values = metric_values(ranks_from_table(table), self.list_length)
+            if metric not in values:
+                return None
+            seeds.append(values[metric] if mask is None else values[metric][mask])
+        return np.stack(seeds)
+
     def seed_means(self, metric: str) -> list[float]:
         """The metric's mean over users, one value per seed."""
         out = []

@@ -42,3 +42,14 @@ def test_walkthrough_runs_as_written(tmp_path):
     data = json.loads(result.read_text())
     assert data["config"] == {"smoothing": 1.0}  # the YAML's smoke block reached the method
     assert data["metrics"]["all"]["all"]["NDCG@10"]["mean"] > 0
+
+
+def test_every_number_in_the_results_section_is_the_reports():
+    """README quotes results; REPORT.md computes them. A figure with three or more decimals in
+    README's results section that REPORT.md does not contain is stale or hand-typed."""
+    section = README.split("## Reference results", 1)[1].split("\n## ", 1)[0]
+    report = (ROOT / "REPORT.md").read_text()
+    numbers = re.findall(r"(?<![\w.])\d+\.\d{3,}(?![\d])", section)
+    assert len(numbers) >= 10, "the results section quotes the report's figures"
+    missing = sorted({n for n in numbers if n not in report})
+    assert not missing, f"README figures not in REPORT.md: {missing}"

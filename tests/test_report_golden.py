@@ -117,7 +117,8 @@ def test_slices_and_paired_tests(main_run):
     assert ("### Paired tests against sasrec_id (NDCG@10, Holm within each family and slice)"
             in main_run)
     assert paired[0] == ["slice", "method", "family (m)", "Δ vs ref [95% CI]", "MDE (80%, α/m)",
-                         "t-test p (Holm)", "Wilcoxon p (Holm)"]
+                         "t-test p (Holm)", "Wilcoxon p (Holm)",
+                         "users × seeds bootstrap p (Holm) [Δ CI]"]
     rows = {(r[0], r[1]): r[2:] for r in paired[1:]}
     assert [r[1] for r in paired[1:] if r[0] == "all"] == ["strong", "mixed", "weak"]
     # none of the toy methods is in the profile's families: they form `unlisted`, m = 3
@@ -128,7 +129,8 @@ def test_slices_and_paired_tests(main_run):
     assert rows["all", "mixed"][1].startswith("+0.0500 [") and float(rows["all", "mixed"][3]) > 0.5
     # differences cancel: nothing to test, p = 1
     assert rows["history_bucket=long", "mixed"][1].startswith("+0.0000 [")
-    assert rows["history_bucket=long", "mixed"][3:] == ["1", "1"]
+    assert rows["history_bucket=long", "mixed"][3:5] == ["1", "1"]
+    assert rows["all", "strong"][5] == "n/a (one seed)"  # the reference has one seed
 
 
 def test_holm_m_counts_the_listed_members_of_the_family(tmp_path):
@@ -259,3 +261,21 @@ def test_findings_state_verdicts_by_the_fixed_rule(tmp_path):
     assert line.startswith("- `recformer` is not significantly different from `sasrec_id` "
                            "(Δ +0.0333, ")
     assert "family main of 9; the test could detect " in line
+
+
+def test_seed_level_test_widens_with_the_seed_spread(tmp_path):
+    """Both sides with two seeds: the users x seeds bootstrap resamples seeds too. `steady`
+    is +1/2 over the reference in both seeds; `shaky` is +1/2 on average but +1 in one seed
+    and 0 in the other, so a quarter of replicates draw its 0-seed twice."""
+    results = tmp_path / "results"
+    for seed in (0, 1):
+        write_method(results, "sasrec_id", [3] * 10, seed=seed)
+        write_method(results, "sasrec_sid", [1] * 10, seed=seed)
+        write_method(results, "recformer", [1] * 10 if seed == 0 else [3] * 10, seed=seed)
+    paired = tables(report(results, tmp_path).split("### Paired tests against", 1)[1])[0]
+    rows = {r[1]: r for r in paired[1:] if r[0] == "all"}
+    assert rows["sasrec_sid"][7] == "0 [+0.5000, +0.5000]"
+    p, interval = rows["recformer"][7].split(" ", 1)
+    assert interval == "[+0.0000, +0.5000]" and 0.4 < float(p) <= 1
+    # the per-user t-test on seed-averaged values sees a constant +1/4: p = 0
+    assert rows["recformer"][5] == "0"

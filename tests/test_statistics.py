@@ -92,3 +92,26 @@ def test_difference_ci_and_mde_by_hand():
     assert out["mde"] == pytest.approx(expected)
     assert min_detectable_difference(d, 0.05) < out["mde"]  # a stricter level needs more
     assert min_detectable_difference(np.array([0.1]), 0.05) == np.inf
+
+
+def test_hierarchical_bootstrap_by_hand():
+    from benchmark.statistics import hierarchical_bootstrap
+
+    # Two users, one seed each: a replicate draws 2 users with replacement; a - b per user is
+    # +1 and +0, so the replicate's difference is 0, 1/2 or 1 with chances 1/4, 1/2, 1/4.
+    a = np.array([[1.0, 0.0]])
+    b = np.array([[0.0, 0.0]])
+    out = hierarchical_bootstrap(a, b, n_resamples=4000)
+    assert out["diff"] == 0.5
+    assert out["ci95"] == [0.0, 1.0]
+    # P(diff <= 0) is 1/4 (both draws the second user): p = 2 * 1/4 = 1/2 (sampling error)
+    assert out["p"] == pytest.approx(0.5, abs=0.05)
+    # Seed spread widens the interval: a's seeds disagree (1 vs 0 for every user), b is 0.
+    wide = hierarchical_bootstrap(np.array([[1.0] * 50, [0.0] * 50]), np.zeros((1, 50)),
+                                  n_resamples=2000)
+    narrow = hierarchical_bootstrap(np.full((2, 50), 0.5), np.zeros((1, 50)), n_resamples=2000)
+    assert wide["diff"] == narrow["diff"] == 0.5
+    assert narrow["ci95"] == [0.5, 0.5] and wide["ci95"] == [0.0, 1.0]
+    # with two seeds, both drawn seeds are 0 in a quarter of replicates: p = 2 * 1/4
+    assert wide["p"] == pytest.approx(0.5, abs=0.06) and narrow["p"] == 0.0
+    assert hierarchical_bootstrap(np.zeros((3, 5)), np.zeros((2, 5)))["p"] == 1.0
