@@ -55,6 +55,15 @@ class SIDLLM(AdapterBase):
         dtype: str = "auto"  # float32 on CPU, bf16 on a GPU that supports it
         semantic_ids: dict = field(default_factory=dict)  # SemanticIDConfig overrides
         history_items: int = 5  # last items of the history in the prompt (paper: 20)
+        # Words of each history item's title written before its SID (0: the SID alone, which
+        # the backbone cannot read before it learns the codes).
+        history_titles: int = 0
+        # Initial rows of the code tokens: "noise" (mean of all rows + noise) or "text" (mean
+        # embedding of the title tokens of the items sharing the code, + the same noise).
+        init_rows: Literal["noise", "text"] = "noise"
+        # Which label a steering request names: None = any of the item's labels (MovieLens
+        # genres); 0 = the first of its category path (Amazon: the category below the root).
+        steer_label_level: int | None = None
         max_len: int = 192  # tokens per training sequence (oldest history tokens dropped)
         init_noise: float = 0.02  # new rows = mean + noise * std * N(0, 1)
         stage1_steps: int = 90
@@ -91,11 +100,12 @@ class SIDLLM(AdapterBase):
                         "steer_beam_width"):
                 require_at_least(key, getattr(self, key), 1)
             for key in ("stage1_steps", "stage2_steps", "validate_every", "steer_users",
-                        "roundtrip_items", "invalid_sample"):
+                        "roundtrip_items", "invalid_sample", "history_titles"):
                 require_at_least(key, getattr(self, key), 0)  # 0 = skip / off
             for key in ("stage1_lr", "stage2_lr"):
                 require_positive(key, getattr(self, key))
             require_range("init_noise", self.init_noise, 0)
+            require_at_least("steer_label_level", self.steer_label_level, 0, optional=True)
             for key in ("alignment_share", "steer_share"):
                 require_probability(key, getattr(self, key))
             unknown = sorted(set(self.diagnostic_protocols) - {"loo", "cold_item"})
@@ -119,9 +129,13 @@ class SIDLLM(AdapterBase):
         self.model, self.tok = load_causal_lm(cfg.backbone, device=ctx.device, dtype=cfg.dtype,
                                               seed=ctx.seed)
         self.vocab = SIDVocab(codes, level_sizes)
-        self.vocab.extend(self.tok, self.model, noise=cfg.init_noise, seed=ctx.seed)
+        titles = ([self.catalog.title(i) for i in range(len(self.catalog))]
+                  if cfg.init_rows == "text" else None)
+        self.vocab.extend(self.tok, self.model, noise=cfg.init_noise, seed=ctx.seed,
+                          titles=titles)
         self.trie = SIDTrie(codes, level_sizes)
-        self.prompter = Prompter(self.tok, self.vocab, self.catalog, cfg.history_items)
+        self.prompter = Prompter(self.tok, self.vocab, self.catalog, cfg.history_items,
+                                 cfg.history_titles, cfg.steer_label_level)
         self.pad = self.tok.pad_token_id
         torch.manual_seed(ctx.seed)  # LoRA's initial weights: the same whatever ran before
         self.model = self._wrap_peft(self.model)
@@ -243,7 +257,8 @@ class SIDLLM(AdapterBase):
 
     def _stage1_config(self) -> dict[str, Any]:
         c = self.config
-        return {k: getattr(c, k) for k in ("backbone", "dtype", "init_noise", "stage1_steps",
+        return {k: getattr(c, k) for k in ("backbone", "dtype", "init_noise", "init_rows",
+                                           "stage1_steps",
                                            "stage1_lr", "stage1_batch", "max_len", "lora_r",
                                            "lora_targets", "roundtrip_items")}
 

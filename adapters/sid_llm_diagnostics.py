@@ -74,8 +74,10 @@ def invalid_rate(adapter: Any, sequences: list[np.ndarray], n: int, seed: int) -
             "history_item_rate": in_history / len(picks)}
 
 
-def top_labels(catalog: Any, n: int) -> list[str]:
-    counts = Counter(g for labels in catalog.labels for g in labels)
+def top_labels(catalog: Any, n: int, level: int | None = None) -> list[str]:
+    """The ``n`` most frequent labels (at ``level`` of each item's label path, or any)."""
+    counts = Counter(g for labels in catalog.labels
+                     for g in (labels if level is None else labels[level:level + 1]))
     return [g for g, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:n]]
 
 
@@ -83,7 +85,7 @@ def steerability(adapter: Any, sequences: list[np.ndarray], seed: int, top: int 
                  ) -> dict[str, Any]:
     """Share of the top-``top`` with the requested genre, steered vs unsteered, same users."""
     cfg, catalog = adapter.config, adapter.catalog
-    genres = top_labels(catalog, cfg.steer_genres)
+    genres = top_labels(catalog, cfg.steer_genres, cfg.steer_label_level)
     users = [u for u, s in enumerate(sequences) if len(s)]
     if not genres or not users:
         return {}

@@ -59,14 +59,19 @@ class SIDVocab:
         inner = "".join(f"<|sid_{lv}_{c}|>" for lv, c in enumerate(self.codes[item]))
         return f"{START}{inner}{END}"
 
-    def extend(self, tokenizer: Any, model: Any, *, noise: float = 0.02, seed: int = 0) -> None:
+    def extend(self, tokenizer: Any, model: Any, *, noise: float = 0.02, seed: int = 0,
+               titles: list[str] | None = None) -> None:
         """Add the SID tokens, resize the embeddings, initialise the new rows.
 
         New rows = mean of the existing rows + Gaussian noise scaled by the per-dimension std
         times ``noise``: they start "average" (no strong prior on any existing token) but
-        distinct, so the model can tell them apart from the first step.
+        distinct, so the model can tell them apart from the first step. With ``titles`` (one
+        per item), the row of code c at level l starts instead at the mean input embedding of
+        the title tokens of the items whose level-l code is c (plus the same noise), so a code
+        starts near what its items are called (:meth:`text_rows`).
         """
         old = len(tokenizer)
+        text = None if titles is None else self.text_rows(tokenizer, model, titles)
         tokenizer.add_tokens(self.tokens(), special_tokens=True)
         model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
         emb = model.get_input_embeddings().weight
@@ -74,9 +79,29 @@ class SIDVocab:
             base = emb[:old].float()
             gen = torch.Generator().manual_seed(seed)  # on CPU: the same rows on any device
             rand = torch.randn(len(tokenizer) - old, emb.shape[1], generator=gen)
-            rows = base.mean(0) + noise * base.std(0) * rand.to(base.device)
+            centre = base.mean(0).expand(len(tokenizer) - old, -1).clone()
+            if text is not None:
+                centre[2:] = text.to(base.device)  # level tokens; start/end stay average
+            rows = centre + noise * base.std(0) * rand.to(base.device)
             emb[old:] = rows.to(emb.dtype)
         self.bind(tokenizer)
+
+    def text_rows(self, tokenizer: Any, model: Any, titles: list[str]) -> torch.Tensor:
+        """[level tokens, d]: per (level, code), the mean input embedding of the title tokens
+        of the items with that code (the mean of all rows for a code no item uses)."""
+        if len(titles) != len(self.codes):
+            raise ValueError(f"{len(titles)} titles for {len(self.codes)} items")
+        emb = model.get_input_embeddings().weight.detach().float()
+        item_vecs = torch.stack([
+            emb[torch.tensor(ids or [tokenizer.eos_token_id], device=emb.device)].mean(0)
+            for ids in tokenizer(list(titles), add_special_tokens=False)["input_ids"]])
+        rows = []
+        for level, size in enumerate(self.level_sizes):
+            for code in range(size):
+                members = np.flatnonzero(self.codes[:, level] == code)
+                rows.append(item_vecs[torch.as_tensor(members, device=emb.device)].mean(0)
+                            if len(members) else emb.mean(0))
+        return torch.stack(rows)
 
     def bind(self, tokenizer: Any) -> None:
         """Look up the token ids of an already extended tokenizer."""
@@ -114,10 +139,29 @@ class Example:
 class Prompter:
     """Builds the token ids of the chat turns that every task uses."""
 
-    def __init__(self, tokenizer: Any, vocab: SIDVocab, catalog: Any, history_items: int) -> None:
+    def __init__(self, tokenizer: Any, vocab: SIDVocab, catalog: Any, history_items: int,
+                 history_titles: int = 0, steer_label_level: int | None = None) -> None:
         self.tok, self.vocab, self.catalog = tokenizer, vocab, catalog
         self.history_items = history_items
+        self.history_titles = history_titles  # words of each history title before its SID
+        self.steer_label_level = steer_label_level
         self.eos = tokenizer.convert_tokens_to_ids(tokenizer.eos_token)
+
+    def history_entry(self, item: int) -> str:
+        """One history item: its SID, after the first ``history_titles`` words of its title."""
+        sid = self.vocab.item_text(item)
+        if self.history_titles <= 0:
+            return sid
+        words = self.catalog.title(item).split()[:self.history_titles]
+        return f"{' '.join(words)} {sid}"
+
+    def steer_labels(self, item: int) -> tuple[str, ...]:
+        """The labels a request may name for ``item``: all of them, or only the label at
+        ``steer_label_level`` (Amazon: 0 = the category below the root)."""
+        labels = self.catalog.labels[item]
+        if self.steer_label_level is None:
+            return tuple(labels)
+        return tuple(labels[self.steer_label_level:self.steer_label_level + 1])
 
     def chat(self, user_text: str) -> list[int]:
         messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user_text}]
@@ -130,7 +174,8 @@ class Prompter:
     def next_item(self, history: np.ndarray, request: str | None = None) -> list[int]:
         """The recommendation prompt (ends where the answer's SID would start)."""
         recent = history[-self.history_items:] if self.history_items > 0 else history[:0]
-        items = "".join(self.vocab.item_text(int(i)) for i in recent) or "(none)"
+        sep = "; " if self.history_titles > 0 else ""
+        items = sep.join(self.history_entry(int(i)) for i in recent) or "(none)"
         ask = f"\nRequest: {request}" if request else ""
         return self.chat(f"History: {items}{ask}\nNext item?")
 
@@ -179,7 +224,7 @@ class Prompter:
             u = users[p]
             t = p - starts[u] + 1  # target position inside the user's sequence
             seq, target = sequences[u], int(sequences[u][t])
-            request, labels = None, self.catalog.labels[target]
+            request, labels = None, self.steer_labels(target)
             if labels and rng.random() < steer_share:
                 request = steer_template.format(genre=labels[rng.integers(len(labels))])
             examples.append(Example(self.next_item(seq[:t], request),
