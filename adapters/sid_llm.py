@@ -64,6 +64,10 @@ class SIDLLM(AdapterBase):
         # Which label a steering request names: None = any of the item's labels (MovieLens
         # genres); 0 = the first of its category path (Amazon: the category below the root).
         steer_label_level: int | None = None
+        # Stage-1 attribute task: which catalogue fields the answer holds (None: every field
+        # but the title) and how the question asks for them.
+        attribute_fields: list[str] | None = None
+        attribute_question: str = "Genres and year of {sid}?"
         max_len: int = 192  # tokens per training sequence (oldest history tokens dropped)
         init_noise: float = 0.02  # new rows = mean + noise * std * N(0, 1)
         stage1_steps: int = 90
@@ -106,6 +110,8 @@ class SIDLLM(AdapterBase):
                 require_positive(key, getattr(self, key))
             require_range("init_noise", self.init_noise, 0)
             require_at_least("steer_label_level", self.steer_label_level, 0, optional=True)
+            if "{sid}" not in self.attribute_question:
+                raise ValueError("attribute_question must contain {sid}")
             for key in ("alignment_share", "steer_share"):
                 require_probability(key, getattr(self, key))
             unknown = sorted(set(self.diagnostic_protocols) - {"loo", "cold_item"})
@@ -135,7 +141,8 @@ class SIDLLM(AdapterBase):
                           titles=titles)
         self.trie = SIDTrie(codes, level_sizes)
         self.prompter = Prompter(self.tok, self.vocab, self.catalog, cfg.history_items,
-                                 cfg.history_titles, cfg.steer_label_level)
+                                 cfg.history_titles, cfg.steer_label_level,
+                                 cfg.attribute_fields, cfg.attribute_question)
         self.pad = self.tok.pad_token_id
         torch.manual_seed(ctx.seed)  # LoRA's initial weights: the same whatever ran before
         self.model = self._wrap_peft(self.model)
@@ -258,6 +265,7 @@ class SIDLLM(AdapterBase):
     def _stage1_config(self) -> dict[str, Any]:
         c = self.config
         return {k: getattr(c, k) for k in ("backbone", "dtype", "init_noise", "init_rows",
+                                           "attribute_fields", "attribute_question",
                                            "stage1_steps",
                                            "stage1_lr", "stage1_batch", "max_len", "lora_r",
                                            "lora_targets", "roundtrip_items")}

@@ -415,3 +415,24 @@ def test_the_sample_efficiency_levers_train_and_rank(random_sids, tmp_path):
     assert set(adapter.diagnostics()["steerability"]["genres"]) == {"Action", "Comedy"}
     # the text initialisation is part of stage 1's cache key: a noise-initialised run trains anew
     assert adapter._stage1_config()["init_rows"] == "text"
+
+
+def test_the_attribute_task_asks_for_the_configured_fields():
+    from benchmark.models.sid_lm import Prompter
+
+    model, tok = tiny_random_lm(seed=0)
+    codes, sizes = random_codes(1)
+    vocab = SIDVocab(codes, sizes)
+    vocab.extend(tok, model, seed=0)
+    catalog = ItemCatalog(["a"], [{"title": "Beaker", "brand": "Pyrex", "categories": "Lab",
+                                   "description": "A long text " * 20}], [("Lab",)])
+    default = Prompter(tok, vocab, catalog, 5).sid_to_attributes(0)
+    assert tok.decode(default.target).startswith("brand: Pyrex; categories: Lab; description:")
+    assert "Genres and year of" in tok.decode(default.prompt)
+    short = Prompter(tok, vocab, catalog, 5, attribute_fields=["brand", "categories"],
+                     attribute_question="Brand and categories of {sid}?").sid_to_attributes(0)
+    assert tok.decode(short.target).startswith("brand: Pyrex; categories: Lab")
+    assert "description" not in tok.decode(short.target)
+    assert f"Brand and categories of {vocab.item_text(0)}?" in tok.decode(short.prompt)
+    with pytest.raises(ValueError, match="{sid}"):
+        SIDLLM.Config(attribute_question="Tell me")

@@ -140,9 +140,13 @@ class Prompter:
     """Builds the token ids of the chat turns that every task uses."""
 
     def __init__(self, tokenizer: Any, vocab: SIDVocab, catalog: Any, history_items: int,
-                 history_titles: int = 0, steer_label_level: int | None = None) -> None:
+                 history_titles: int = 0, steer_label_level: int | None = None,
+                 attribute_fields: list[str] | None = None,
+                 attribute_question: str = "Genres and year of {sid}?") -> None:
         self.tok, self.vocab, self.catalog = tokenizer, vocab, catalog
         self.history_items = history_items
+        self.attribute_fields = attribute_fields  # None: every attribute but the title
+        self.attribute_question = attribute_question
         self.history_titles = history_titles  # words of each history title before its SID
         self.steer_label_level = steer_label_level
         self.eos = tokenizer.convert_tokens_to_ids(tokenizer.eos_token)
@@ -181,7 +185,9 @@ class Prompter:
 
     def attributes(self, item: int) -> str:
         attrs = self.catalog.attributes[item]
-        return "; ".join(f"{k}: {v}" for k, v in attrs.items() if k != "title" and v) or "unknown"
+        keys = [k for k in attrs if k != "title"] if self.attribute_fields is None else \
+            self.attribute_fields
+        return "; ".join(f"{k}: {attrs[k]}" for k in keys if attrs.get(k)) or "unknown"
 
     # The three catalogue-alignment tasks of stage 1 (item text only).
     def sid_to_title(self, item: int) -> Example:
@@ -193,7 +199,7 @@ class Prompter:
                        self.answer(self.vocab.item_text(item)))
 
     def sid_to_attributes(self, item: int) -> Example:
-        return Example(self.chat(f"Genres and year of {self.vocab.item_text(item)}?"),
+        return Example(self.chat(self.attribute_question.format(sid=self.vocab.item_text(item))),
                        self.answer(self.attributes(item)))
 
     def alignment(self, item: int, task: str) -> Example:
