@@ -752,9 +752,9 @@ def _tuning(records: list[dict], found: dict) -> list[str]:
         fixed = ", ".join(f"{k}={v}" for k, v in rec.get("fixed_overrides", {}).items())
         lines += [f"### {method} — {dataset} {protocol} (seed {rec['seed']})", "",
                   (f"Fixed for every point: {fixed}. " if fixed else "") +
-                  f"Objective: {rec['objective']}; n = {n['n_valid']} validation cases, "
-                  f"{n['n_cold_valid']} of them `cold_valid`. Reported run uses the choice: "
-                  f"{used}.", "",
+                  f"Objective: {rec['objective']}; n = {n['n_valid']:,} validation cases"
+                  + (f", {n['n_cold_valid']:,} of them `cold_valid`" if n["n_cold_valid"]
+                     else "") + f". Reported run uses the choice: {used}.", "",
                   tabulate(rows, ["settings", "valid NDCG@10", "warm", "cold_valid", "fit s",
                                   "stopped by"], tablefmt="pipe", disable_numparse=True), ""]
     return lines
