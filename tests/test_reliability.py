@@ -373,7 +373,7 @@ def test_report_lenient_skips_it_and_says_so(damaged, capsys):
     skipped = text.split("## Skipped files")[1].split("\n## ")[0]
     assert "`toy/loo/bad/seed0.json`" in skipped and re.search(message.replace("|", r"\|"), skipped)
     # the sound methods are reported and compared as if the damaged file were not there
-    leaderboard = text.split("## toy")[1]
+    leaderboard = text.split("\n## toy — ")[1]
     assert "| **sasrec_id** " in leaderboard and "| weak " in leaderboard
     assert "| bad " not in leaderboard
     assert "Reference for significance: **sasrec_id**." in text
