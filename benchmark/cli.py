@@ -212,7 +212,8 @@ def cmd_list(args: argparse.Namespace) -> int:
     print("datasets:")
     for path in sorted(DATASET_CONFIG_DIR.glob("*.yaml")):
         print(f"  {path.stem}")
-    print("  <path>                 RecBole .inter file/folder, or Amazon 2023 <Category>.jsonl[.gz]")
+    print("  <path>                 RecBole .inter file/folder, Amazon 2023 <Category>.jsonl[.gz], "
+          "or LC-Rec <Name>.inter.json[.gz]")
     print(f"profiles: {', '.join(PROFILES)}")
     print("protocols: loo, cold_item")
     return 0
