@@ -25,11 +25,7 @@ def plot_overall(path: Path, data: dict[str, tuple[float, float, float]], title:
     ax.barh(names, means, xerr=err, color="#4c72b0", capsize=3)
     ax.set_xlabel(HEADLINE)
     ax.set_title(title)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_slices(path: Path, data: dict[str, dict[str, tuple]], order: list[str], title: str
@@ -55,6 +51,13 @@ def plot_slices(path: Path, data: dict[str, dict[str, tuple]], order: list[str],
     ax.set_ylabel(HEADLINE)
     ax.set_title(title)
     ax.legend(fontsize=7, ncol=2)
+    return _save(fig, path)
+
+
+def _save(fig, path: Path) -> Path:
+    """Lay out, write and close ``fig`` as a PNG at ``path``."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
@@ -94,8 +97,4 @@ def plot_curves(path: Path, curves: dict[str, list[dict]], title: str) -> Path |
     left.set_ylabel(f"validation {HEADLINE}")
     left.legend(fontsize=7)
     fig.suptitle(title)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)

@@ -264,14 +264,8 @@ class MethodRuns:
 
     def per_user(self, metric: str, mask: np.ndarray | None = None) -> np.ndarray | None:
         """Per-user values averaged over seeds (None if the metric is undefined here)."""
-        seeds = []
-        for table in self.tables:
-            values = metric_values(ranks_from_table(table), self.list_length)
-            if metric not in values:
-                return None
-            seeds.append(values[metric])
-        v = np.mean(seeds, axis=0)
-        return v if mask is None else v[mask]
+        seeds = self.per_seed(metric, mask)
+        return None if seeds is None else seeds.mean(axis=0)
 
     def per_seed(self, metric: str, mask: np.ndarray | None = None) -> np.ndarray | None:
         """[seeds, users] metric values (None if the metric is undefined here)."""
