@@ -63,10 +63,11 @@ from benchmark.models.recformer import (
 from benchmark.models.training import get_or_train, train_with_patience
 from benchmark.registry import register
 
-VERSION = 1
+VERSION = 2  # 2: item sentences from the dataset's text fields; epochs of epoch_pairs pairs
 # Config keys that change the pretraining checkpoint (shared by both variants).
-PRETRAIN_KEYS = ("backbone", "attr_max_tokens", "max_tokens", "max_items", "tau",
-                 "pretrain_epochs", "pretrain_pairs_per_user", "pretrain_batch_size",
+PRETRAIN_KEYS = ("backbone", "fields", "attr_max_tokens", "max_tokens", "max_items", "tau",
+                 "pretrain_epochs", "pretrain_pairs_per_user", "pretrain_epoch_pairs",
+                 "pretrain_batch_size",
                  "pretrain_lr", "mlm_weight", "mlm_probability")
 
 
@@ -76,6 +77,9 @@ class Recformer(AdapterBase):
     class Config:
         backbone: str = PACKAGED_MINILM  # any BERT-like HF id or local directory
         finetune: bool = True  # false = evaluate the pretrained encoder (recformer_zeroshot)
+        # Item attributes that make an item's sentence, in this order; None = the dataset's
+        # `text_fields` (Amazon: title, brand, categories; ML-100K: every attribute).
+        fields: list[str] | None = None
         attr_max_tokens: int = 32  # per attribute key or value (paper: 32)
         max_tokens: int = 64  # token budget of a user sequence (paper: 1,024)
         max_items: int = 50  # most recent items considered (paper: 50)
@@ -83,6 +87,7 @@ class Recformer(AdapterBase):
         encode_batch_size: int = 64
         pretrain_epochs: int = 1
         pretrain_pairs_per_user: int = 1
+        pretrain_epoch_pairs: int = 0  # > 0: a pretraining epoch is this many pairs (0: all)
         pretrain_batch_size: int = 32  # in-batch negatives = batch size - 1
         pretrain_lr: float = 5e-5
         mlm_weight: float = 0.1  # 0 drops the MLM loss
@@ -90,6 +95,9 @@ class Recformer(AdapterBase):
         finetune_lr: float = 5e-5
         batch_size: int = 16
         pairs_per_user: int = 1  # (prefix, next item) pairs per user per finetuning epoch
+        # > 0: a finetuning epoch is this many of those pairs (a random subset, new every
+        # epoch), so validation, stage-1 re-encoding and early stopping come more often.
+        epoch_pairs: int = 0
         stage1_epochs: int = 1
         stage2_epochs: int = 1
         patience: int = 1  # epochs without a better validation NDCG@10 before a stage stops
@@ -100,7 +108,8 @@ class Recformer(AdapterBase):
                 require_at_least(key, getattr(self, key), 1)
             # One pair per batch has no in-batch negative: the contrastive loss would be 0.
             require_at_least("pretrain_batch_size", self.pretrain_batch_size, 2)
-            for key in ("pretrain_epochs", "stage1_epochs", "stage2_epochs"):
+            for key in ("pretrain_epochs", "stage1_epochs", "stage2_epochs", "epoch_pairs",
+                        "pretrain_epoch_pairs"):
                 require_at_least(key, getattr(self, key), 0)  # 0 skips that stage
             for key in ("tau", "pretrain_lr", "finetune_lr"):
                 require_positive(key, getattr(self, key))
@@ -124,7 +133,9 @@ class Recformer(AdapterBase):
         self.device, self.show_progress = ctx.device, ctx.show_progress
         backbone, self.tokenizer = load_backbone(cfg.backbone)
         torch.manual_seed(ctx.seed)
-        self.setup(backbone, self.tokenizer, train.catalog.attributes)
+        catalog = train.catalog
+        self.setup(backbone, self.tokenizer,
+                   [catalog.text_attributes(i, cfg.fields) for i in range(len(catalog))])
         pre_key = [VERSION, "pretrain", ctx.train_hash, ctx.catalog_hash,
                    {k: asdict(cfg)[k] for k in PRETRAIN_KEYS}, ctx.seed]
         pre, _ = get_or_train(ctx, "recformer_pretrain", pre_key,
@@ -159,23 +170,38 @@ class Recformer(AdapterBase):
         self.info["mean_item_tokens"] = float(np.mean([len(s.ids) for s in self.sentences]))
 
     # ------------------------------------------------------------------------- encoding
+    def token_rows(self, histories: list) -> list[tuple[list[int], list[int], list[int]]]:
+        """(ids, types, item positions) of each item-index history (oldest first)."""
+        return [sequence_tokens(h, self.sentences, self.tokenizer.cls_token_id, self.max_tokens,
+                                self.config.max_items) for h in histories]
+
+    def collate(self, rows: list) -> EncoderInput:
+        return collate(rows, self.tokenizer.pad_token_id, self.encoder.item_pad).to(self.device)
+
     def inputs(self, histories: list) -> EncoderInput:
         """Padded encoder input for item-index histories (oldest first)."""
-        rows = [sequence_tokens(h, self.sentences, self.tokenizer.cls_token_id, self.max_tokens,
-                                self.config.max_items) for h in histories]
-        return collate(rows, self.tokenizer.pad_token_id, self.encoder.item_pad).to(self.device)
+        return self.collate(self.token_rows(histories))
 
     @torch.no_grad()
     def encode(self, histories: list, desc: str | None = None) -> torch.Tensor:
-        """CLS vectors of many histories in mini-batches, in eval mode, L2-normalised."""
+        """CLS vectors of many histories in mini-batches, in eval mode, L2-normalised.
+
+        Batches are formed from histories sorted by token length, so a batch pads to a length
+        near its rows' own (padding is masked: the vectors do not depend on the batching)."""
         self.encoder.eval()
+        rows = self.token_rows(histories)
+        order = sorted(range(len(rows)), key=lambda r: len(rows[r][0]))
         step = self.config.encode_batch_size
-        starts = range(0, len(histories), step)
+        starts = range(0, len(rows), step)
         if desc and self.show_progress:
             from tqdm.auto import tqdm
             starts = tqdm(starts, desc=desc, unit="batch", leave=False)
-        out = [self.encoder(self.inputs(histories[i:i + step])) for i in starts]
-        return F.normalize(torch.cat(out), dim=-1)
+        out = torch.empty(len(rows), self.encoder.hidden_size, device=self.device)
+        for i in starts:
+            chosen = order[i:i + step]
+            out[torch.tensor(chosen, device=self.device)] = self.encoder(
+                self.collate([rows[r] for r in chosen]))
+        return F.normalize(out, dim=-1)
 
     def encode_items(self) -> torch.Tensor:
         """Re-encode the whole catalogue ([CLS] + sentence, item position 1) -> [n_items, H]."""
@@ -213,6 +239,7 @@ class Recformer(AdapterBase):
         losses, n_pairs = [], 0
         for epoch in range(cfg.pretrain_epochs):
             pairs = sample_pairs(train.sequences, cfg.pretrain_pairs_per_user, rng)
+            pairs = pairs[:cfg.pretrain_epoch_pairs or None]
             n_pairs += len(pairs)
             for (batch,) in self._batches(pairs, cfg.pretrain_batch_size, f"pretrain {epoch + 1}"):
                 enc.train()
@@ -247,7 +274,7 @@ class Recformer(AdapterBase):
                      rng: np.random.Generator, ctx: RunContext, desc: str) -> float:
         """One finetuning epoch: full softmax of cos / tau against the frozen item matrix."""
         cfg, enc = self.config, self.encoder
-        pairs = sample_pairs(train.sequences, cfg.pairs_per_user, rng)
+        pairs = sample_pairs(train.sequences, cfg.pairs_per_user, rng)[:cfg.epoch_pairs or None]
         losses = []
         for (batch,) in self._batches(pairs, cfg.batch_size, desc):
             enc.train()

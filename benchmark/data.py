@@ -29,6 +29,7 @@ import hashlib
 import html
 import importlib.util
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -78,9 +79,15 @@ class ItemCatalog:
 
     def text(self, i: int) -> str:
         """One line of text per item: ``title: ...; year: ...; genres: ...``."""
+        return "; ".join(f"{k}: {v}" for k, v in self.text_attributes(i).items())
+
+    def text_attributes(self, i: int, fields: Sequence[str] | None = None) -> dict[str, str]:
+        """Item ``i``'s non-empty attributes among ``fields`` (default: ``text_fields``, or every
+        attribute where the dataset names none), in the order of ``fields``."""
         attrs = self.attributes[i]
-        fields = attrs if self.text_fields is None else self.text_fields
-        return "; ".join(f"{k}: {attrs[k]}" for k in fields if attrs.get(k))
+        fields = fields if fields is not None else self.text_fields
+        keys = attrs if fields is None else fields
+        return {k: attrs[k] for k in keys if attrs.get(k)}
 
     def texts(self) -> list[str]:
         return [self.text(i) for i in range(len(self))]

@@ -107,6 +107,41 @@ def test_cold_item_is_scored_and_identical_texts_score_identically():
     assert not torch.equal(scores[:, 0], scores[:, 2])
 
 
+def test_vectors_do_not_depend_on_the_batching_of_histories():
+    attrs = [{"title": " ".join(f"w{i}" for i in range(k + 1))} for k in range(12)]
+    adapter = _adapter(attrs, encode_batch_size=4)
+    rng = np.random.default_rng(0)
+    histories = [rng.integers(0, 12, size=rng.integers(0, 5)) for _ in range(19)]
+    together = adapter.encode(histories)  # length-sorted batches of 4
+    alone = torch.cat([adapter.encode([h]) for h in histories])
+    assert torch.allclose(together, alone, atol=1e-5)
+
+
+def test_item_sentences_use_the_datasets_text_fields_unless_fields_is_set(tmp_path, monkeypatch):
+    from benchmark.data import ItemCatalog
+
+    catalog = ItemCatalog(["a", "b"], [{"title": "red lamp", "brand": "acme",
+                                        "description": "a very long story about lamps"},
+                                       {"title": "blue lamp", "brand": "", "description": "x"}],
+                          [(), ()], text_fields=("title", "brand"))
+    train = TrainData(2, [np.array([0, 1]), np.array([1, 0])], catalog, np.array([2, 2]))
+    monkeypatch.setattr(recformer_module, "load_backbone", lambda name: (tiny_bert(),
+                                                                         WordTokenizer()))
+    ctx = RunContext(seed=0, device="cpu", cache=Cache(tmp_path),
+                     protocol="loo", catalog_hash="c", train_hash="t", show_progress=False)
+    default = Recformer(Recformer.Config(finetune=False, pretrain_epochs=0))
+    default.fit(train, lambda: 0.0, ctx)
+    vocab = default.tokenizer.vocab
+    assert "description" not in vocab and "story" not in vocab  # not a text field
+    assert [len(s.ids) for s in default.sentences] == [5, 3]  # title red lamp brand acme
+    chosen = Recformer(Recformer.Config(finetune=False, pretrain_epochs=0,
+                                        fields=["description", "title"]))
+    chosen.fit(train, lambda: 0.0, ctx)
+    words = {v: k for k, v in chosen.tokenizer.vocab.items()}
+    assert [words[i] for i in chosen.sentences[1].ids] == ["description", "x", "title", "blue",
+                                                         "lamp"]
+
+
 def _smoke_data(tmp_path, n_users: int = 40):
     """The project's smoke data (users walk a cycle over 30 movies), split leave-one-out."""
     from conftest import synthetic_rows, write_atomic
@@ -165,6 +200,20 @@ def test_zero_shot_variant_shares_the_pretraining_checkpoint(tmp_path, monkeypat
                                       stage2_epochs=0))
     full.fit(train, lambda: 0.0, ctx)
     assert len(list((tmp_path / "recformer_pretrain").iterdir())) == 1
+
+
+def test_epoch_pairs_sets_the_examples_of_an_epoch(tmp_path, monkeypatch):
+    train, _ = _smoke_data(tmp_path, n_users=24)
+    monkeypatch.setattr(recformer_module, "load_backbone", lambda name: (tiny_bert(),
+                                                                         WordTokenizer()))
+    ctx = RunContext(seed=0, device="cpu", cache=Cache(tmp_path),
+                     protocol="loo", catalog_hash="c", train_hash="t", show_progress=False)
+    config = Recformer.Config(max_tokens=40, pretrain_epochs=2, pretrain_epoch_pairs=7,
+                              epoch_pairs=5, stage1_epochs=2, stage2_epochs=1, patience=9)
+    validations = []
+    Recformer(config).fit(train, lambda: validations.append(ctx.examples_seen) or 0.0, ctx)
+    # 2 x 7 pretraining pairs, then validation before finetuning and after each 5-pair epoch.
+    assert validations == [14, 19, 24, 29]
 
 
 @pytest.mark.slow

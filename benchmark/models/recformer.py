@@ -146,6 +146,7 @@ class RecformerEncoder(nn.Module):
         types.weight.data = old[0].repeat(4, 1) + NEW_ROW_STD * torch.randn(4, hidden)
         types.weight.data[CLS_TYPE] = old[0]
         emb.token_type_embeddings = types
+        self.hidden_size = hidden
         self.max_items = max_items
         self.item_pad = max_items + 1
         self.item_position_embeddings = nn.Embedding(max_items + 2, hidden,
