@@ -193,7 +193,7 @@ def test_smoke_run_through_the_cli(tiny_atomic, tmp_path, cache_dir, no_minilm, 
     out = tmp_path / "results"
     code = main(["--methods", "said,said_minilm", "--dataset", str(tiny_atomic), "--profile",
                  "smoke", "--results-dir", str(out), "--cache-dir", str(cache_dir),
-                 "--no-progress", "--no-report"])
+                 "--no-progress"])
     assert code == 0, capsys.readouterr().err
     for protocol in ("loo", "cold_item"):
         for method in ("said", "said_minilm"):
@@ -203,6 +203,8 @@ def test_smoke_run_through_the_cli(tiny_atomic, tmp_path, cache_dir, no_minilm, 
         stage1 = result_of(out, protocol, "said")["diagnostics"]["stage1"]
         assert stage1["steps"] > 0
         assert stage1["cached"] is (protocol == "cold_item")  # built by loo, then shared
+    report = (out / "REPORT.md").read_text()
+    assert "stage1.greedy.exact_match_rate" in report and "### said_minilm" in report
 
 
 def result_of(out, protocol, method):
