@@ -40,6 +40,7 @@ from torch import nn
 from benchmark.adapter import RunContext, TrainData
 from benchmark.cache import stable_hash
 from benchmark.config import require_at_least, require_positive
+from benchmark.models import text_encoder
 from benchmark.models.llm_alignment import (
     AlignmentPrompt,
     AlignmentSettings,
@@ -128,7 +129,7 @@ class SAID(SASRecAdapter):
         self.stage1: dict[str, Any] = {}
         if cfg.table_source == "minilm":
             key = {"catalog": ctx.catalog_hash, "fields": cfg.text_fields,
-                   "model": cfg.text_model, "said": VERSION}
+                   "model": cfg.text_model, "encoder": text_encoder.VERSION, "said": VERSION}
             self.table = torch.as_tensor(ctx.cache.get_or_build(
                 "said_minilm", key, lambda: encode_texts(
                     texts, cfg.text_model, device=ctx.device, show_progress=ctx.show_progress)))
