@@ -18,6 +18,11 @@ from benchmark.splits import draw_cold_items, draw_cold_valid_items
 METHODS = sorted(registry.available())
 
 
+def test_the_sweep_covers_the_methods_that_train_a_downstream_model_on_sequences():
+    # SAID's stage 2 and its MiniLM variant train SASRec on the runner's training data.
+    assert {"sasrec_id", "sasrec_sid", "said", "said_minilm"} <= set(METHODS)
+
+
 @pytest.mark.parametrize("method", METHODS)
 def test_runner_feeds_no_held_out_interaction(method, tiny_atomic, tmp_path, monkeypatch):
     cls = registry.adapter_class(method)

@@ -8,6 +8,8 @@
 - :mod:`~benchmark.models.recformer`: Recformer's encoder and input construction;
 - :mod:`~benchmark.models.sid_lm`: semantic-ID tokens in an LM: vocabulary, prompts, training
   steps, constrained beam search;
+- :mod:`~benchmark.models.llm_alignment`: per-item virtual tokens a frozen LM learns to read
+  back as the item's text (SAID's stage 1);
 - :mod:`~benchmark.models.training`: checkpoint get-or-train in the cache and the early-stopping
   loop around ``validate()``;
 - :mod:`~benchmark.models.packaged`: backbones shipped inside pip packages.

@@ -1,0 +1,211 @@
+"""SAID: item virtual tokens aligned with a frozen LM (stage 1), a frozen table under SASRec.
+
+Everything runs on the tiny random Llama (benchmark.models.llm.tiny_random_lm); the MiniLM
+variant's encoder is replaced by a fake one (the real encoder is tested in test_text_encoder).
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import adapters.said as said
+from benchmark import registry, runner
+from benchmark.data import ItemCatalog
+from benchmark.models.llm import tiny_random_lm
+from benchmark.models.llm_alignment import (
+    VIRTUAL,
+    AlignmentPrompt,
+    AlignmentSettings,
+    VirtualTokens,
+    batch_inputs,
+    example_ids,
+    target_ids,
+    text_loss,
+    train_alignment,
+)
+from benchmark.models.sasrec import SASRecConfig
+from benchmark.settings import harness_settings
+
+TITLES = ["Toy Story", "GoldenEye", "Four Rooms", "Get Shorty"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def tiny():
+    model, tok = tiny_random_lm(seed=0)
+    return model, tok, AlignmentPrompt.from_template(tok, "{item} Title:", 2)
+
+
+def loss_matrix(model, tok, prompt, tokens, targets) -> np.ndarray:
+    """[text i, tokens of item j]: per-token loss of text i read after item j's tokens."""
+    n = len(targets)
+    out = np.zeros((n, n))
+    with torch.no_grad():
+        for i in range(n):
+            for j in range(n):
+                loss, _ = text_loss(model, prompt, tokens(torch.tensor([j])), [targets[i]],
+                                    tok.pad_token_id)
+                out[i, j] = loss.item()
+    return out
+
+
+def test_stage1_lowers_the_text_loss_and_makes_it_item_specific(tiny):
+    model, tok, prompt = tiny
+    frozen = {n: p.clone() for n, p in model.named_parameters()}
+    targets = [target_ids(tok, t, 12) for t in TITLES]
+    torch.manual_seed(0)
+    tokens = VirtualTokens(len(TITLES), 16, 2, model.get_input_embeddings().weight)
+    before = loss_matrix(model, tok, prompt, tokens, targets)
+    stats = train_alignment(model, tokens, prompt, targets, tok.pad_token_id,
+                            AlignmentSettings(epochs=100, batch_size=4, lr=1e-2, item_lr=5e-2,
+                                              seed=0))
+    after = loss_matrix(model, tok, prompt, tokens, targets)
+    own, other = np.diag(after), after[~np.eye(len(TITLES), dtype=bool)]
+    # A random two-layer LM can only be steered a little; it is steered, per item.
+    assert own.mean() < np.diag(before).mean() - 0.05
+    assert own.mean() < other.mean() - 0.02
+    assert stats["loss_last10"] < stats["loss_first10"] and stats["steps"] == 100
+    for name, p in model.named_parameters():  # the LM stayed frozen
+        assert torch.equal(p, frozen[name]), name
+    # exported: one row per item, the mean of its k tokens (or all k side by side)
+    assert tokens.export().shape == (len(TITLES), 64)
+    assert tokens.export("concat").shape == (len(TITLES), 2 * 64)
+    torch.testing.assert_close(tokens.export()[1], tokens(torch.tensor([1]))[0].mean(0))
+
+
+def test_no_token_of_the_items_text_comes_before_the_first_labelled_position(tiny):
+    model, tok, prompt = tiny
+    texts = ["Zyx Qwv", "Heat"]  # no character of the first occurs in " Title:"
+    targets = [target_ids(tok, t, 12) for t in texts]
+    rows = [example_ids(prompt, t) for t in targets]
+    starts = [next(j for j, y in enumerate(labels) if y != -100) for _, labels in rows]
+    assert starts == [len(prompt.prefix_ids())] * 2
+    prefixes = [ids[:start] for (ids, _), start in zip(rows, starts)]
+    assert prefixes[0] == prefixes[1] == prompt.prefix_ids()  # the text does not change it
+    assert prefixes[0].count(VIRTUAL) == 2
+    text_ids = set(tok(" Zyx Qwv", add_special_tokens=False)["input_ids"]) - {
+        tok(" ", add_special_tokens=False)["input_ids"][0]}
+    assert not text_ids & set(prefixes[0])
+    # What the LM reads up to there is the same whatever the text (same virtual tokens).
+    virtual = torch.randn(1, 2, 64)
+    embeds = [batch_inputs(model, prompt, virtual, [t], tok.pad_token_id)[0] for t in targets]
+    start = starts[0]
+    torch.testing.assert_close(embeds[0][:, :start], embeds[1][:, :start])
+    torch.testing.assert_close(embeds[0][0, prompt.slots], virtual[0])
+
+
+def test_long_texts_are_cut_and_short_ones_end_with_eos(tiny):
+    _, tok, _ = tiny
+    assert target_ids(tok, "abc", 8) == [*tok(" abc")["input_ids"], tok.eos_token_id]
+    assert target_ids(tok, "abcdefghijkl", 8) == tok(" abcdefghijkl")["input_ids"][:8]
+    catalog = ItemCatalog(["1"], [{"title": "Heat", "year": "1995", "genres": "Crime"}], [()])
+    assert said.item_text(catalog, 0, ["title"]) == "Heat"
+    assert said.item_text(catalog, 0, ["title", "genres"]) == "Heat; genres: Crime"
+
+
+def fake_encode(texts, *args, **kwargs):
+    """A deterministic stand-in for MiniLM: 8-d vectors from the text's characters."""
+    return np.stack([np.bincount([ord(c) % 8 for c in t], minlength=8) for t in texts]
+                    ).astype(np.float32) + 1e-3
+
+
+@pytest.fixture
+def no_minilm(monkeypatch):
+    monkeypatch.setattr(said, "encode_texts", fake_encode)
+
+
+def smoke_fit(method, protocol, tiny_atomic, cache_dir):
+    req = runner.RunRequest(method=method, dataset=str(tiny_atomic), protocol=protocol,
+                            profile="smoke", cache_dir=cache_dir, show_progress=False)
+    settings = harness_settings("smoke")
+    dataset, split = runner.prepare(req, settings)
+    adapter, ctx, _ = runner.fit_adapter(req, settings, dataset, split)
+    return adapter, ctx, dataset, split
+
+
+def test_fit_scores_every_item_and_the_second_protocol_reuses_stage1(tiny_atomic, cache_dir,
+                                                                      monkeypatch):
+    calls = []
+    real = said.train_alignment
+    monkeypatch.setattr(said, "train_alignment",
+                        lambda *a, **k: calls.append(1) or real(*a, **k))
+    adapter, ctx, dataset, split = smoke_fit("said", "cold_item", tiny_atomic, cache_dir)
+    from benchmark.adapter import UserBatch
+
+    users = np.arange(dataset.n_users)
+    scores = adapter.score(UserBatch(users, [split.train[u] for u in users]))
+    assert scores.shape == (dataset.n_users, dataset.n_items)
+    assert torch.isfinite(scores).all()
+    cold = split.cold_items
+    assert len(cold) and torch.isfinite(scores[:, cold]).all()
+    assert scores[:, cold].std() > 0  # cold items are told apart by their text's embedding
+    assert adapter.table.shape == (dataset.n_items, 64)  # one row per item, the LM's width
+    diag = adapter.diagnostics()
+    stage1 = diag["stage1"]
+    assert {"loss_first10", "loss_last10", "greedy", "parameters"} <= set(stage1)
+    assert 0 <= stage1["greedy"]["exact_match_rate"] <= 1 and stage1["greedy"]["items"] == 8
+    assert stage1["parameters"]["total"] > stage1["parameters"]["trainable"] > 0
+    trainable, total = adapter.parameter_counts()
+    assert total == trainable + dataset.n_items * 64
+    assert ctx.stop_reason in ("early_stop", "epoch_cap") and calls == [1]
+
+    again, _, _, _ = smoke_fit("said", "loo", tiny_atomic, cache_dir)  # other training data
+    assert calls == [1], "stage 1 depends on item text only: loaded, not retrained"
+    assert again.diagnostics()["stage1"]["cached"] is True
+    torch.testing.assert_close(again.table, adapter.table)
+
+
+def test_minilm_variant_is_said_with_the_sentence_embeddings_as_its_table(
+        tiny_atomic, cache_dir, no_minilm, monkeypatch):
+    assert registry.method_yaml("said_minilm") == {**registry.method_yaml("said"),
+                                                   "table_source": "minilm"}
+    monkeypatch.setattr(said, "train_alignment", lambda *a, **k: pytest.fail("no LM here"))
+    adapter, _, dataset, _ = smoke_fit("said_minilm", "loo", tiny_atomic, cache_dir)
+    texts = [dataset.catalog.title(i) for i in range(dataset.n_items)]
+    torch.testing.assert_close(adapter.table, torch.as_tensor(fake_encode(texts)))
+    assert adapter.diagnostics()["stage1"] == "none (no LLM alignment)"
+
+
+@pytest.mark.parametrize("dataset", ["ml-100k", "amazon-scientific"])
+def test_said_differs_from_sasrec_id_only_in_the_item_table(dataset):
+    sasrec_keys = [f.name for f in SASRecConfig.__dataclass_fields__.values()]
+    for profile in ("default", "gpu", "paper"):
+        _, ours = runner.resolve_config("said", profile, {}, dataset)
+        _, ref = runner.resolve_config("sasrec_id", profile, {}, dataset)
+        assert {k: getattr(ours, k) for k in sasrec_keys} == \
+            {k: getattr(ref, k) for k in sasrec_keys}, profile
+
+
+def test_smoke_run_through_the_cli(tiny_atomic, tmp_path, cache_dir, no_minilm, capsys):
+    from benchmark.cli import main
+
+    out = tmp_path / "results"
+    code = main(["--methods", "said,said_minilm", "--dataset", str(tiny_atomic), "--profile",
+                 "smoke", "--results-dir", str(out), "--cache-dir", str(cache_dir),
+                 "--no-progress"])
+    assert code == 0, capsys.readouterr().err
+    for protocol in ("loo", "cold_item"):
+        for method in ("said", "said_minilm"):
+            result = json.loads((out / "tiny" / protocol / method / "seed0.json").read_text())
+            assert result["diagnostics"]["table_source"] == result["config"]["table_source"]
+            assert result["metrics"]["all"]["all"]["NDCG@10"]["mean"] >= 0
+        stage1 = result_of(out, protocol, "said")["diagnostics"]["stage1"]
+        assert stage1["steps"] > 0
+        assert stage1["cached"] is (protocol == "cold_item")  # built by loo, then shared
+    report = (out / "REPORT.md").read_text()
+    assert "stage1.greedy.exact_match_rate" in report and "### said_minilm" in report
+
+
+def result_of(out, protocol, method):
+    return json.loads((out / "tiny" / protocol / method / "seed0.json").read_text())
