@@ -1,7 +1,8 @@
 """SASRec-ID: the classic ID-based sequential recommender, our reference method.
 
 The shared backbone and adapter in :mod:`benchmark.models.sasrec` with a plain item-ID
-embedding table. ``sasrec_id`` trains with full softmax cross-entropy (the reference of the
+embedding table (:func:`~benchmark.models.sasrec.fit_sasrec_id`, which RA-Rec's ID model shares,
+checkpoint included). ``sasrec_id`` trains with full softmax cross-entropy (the reference of the
 statistical tests); ``sasrec_id_bce`` is the same class with the paper's sampled binary
 cross-entropy (``loss: bce``).
 """
@@ -10,10 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from torch import nn
+from collections.abc import Callable
 
 from benchmark.adapter import RunContext, TrainData
-from benchmark.models.sasrec import IDEmbedder, SASRecAdapter, SASRecConfig
+from benchmark.models.sasrec import SASRecAdapter, SASRecConfig, build_sasrec_id, fit_sasrec_id
 from benchmark.registry import register
 
 
@@ -25,5 +26,7 @@ class SASRecID(SASRecAdapter):
 
     needs = frozenset()
 
-    def item_embedder(self, train: TrainData, ctx: RunContext) -> nn.Module:
-        return IDEmbedder(train.n_items, self.config.hidden)
+    def fit(self, train: TrainData, validate: Callable[[], float], ctx: RunContext) -> None:
+        # The shared path: RA-Rec's ID model is this very checkpoint (same key, same training).
+        self.model = build_sasrec_id(train.n_items, ctx, self.config)
+        self.training_info = fit_sasrec_id(self.model, train, validate, ctx, self.config)

@@ -172,11 +172,14 @@ class SASRec(nn.Module):
     def device(self) -> torch.device:
         return self.positions.weight.device
 
+    def represent(self, batch: UserBatch) -> torch.Tensor:
+        """The sequence representation after each user's history (last position). [B, hidden]."""
+        seqs = torch.as_tensor(batch.padded(self.max_len, pad=-1), device=self.device)
+        return self.forward(seqs, seqs < 0)[:, -1]
+
     def score_last(self, batch: UserBatch) -> torch.Tensor:
         """Scores of every item as the next one after each user's history. [B, n_items]."""
-        seqs = torch.as_tensor(batch.padded(self.max_len, pad=-1), device=self.device)
-        h = self.forward(seqs, seqs < 0)[:, -1]
-        return h @ self.item_embedder.all_items().T
+        return self.represent(batch) @ self.item_embedder.all_items().T
 
 
 # --------------------------------------------------------------------------- training data
@@ -317,6 +320,32 @@ def _train(model: SASRec, train: TrainData, validate: Callable[[], float], ctx: 
     ctx.report_stop(stopped.reason)
     return {"epochs": stopped.rounds, "train_loss": losses,
             "best_valid_ndcg10": stopped.best if math.isfinite(stopped.best) else None}
+
+
+def sasrec_id_config(cfg: Any) -> SASRecConfig:
+    """The SASRec fields of ``cfg`` (a config that extends :class:`SASRecConfig`) alone."""
+    return SASRecConfig(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(SASRecConfig)})
+
+
+def build_sasrec_id(n_items: int, ctx: RunContext, cfg: Any) -> SASRec:
+    """SASRec with a plain item-ID table, seeded as every SASRec-ID run is (train it with
+    :func:`fit_sasrec_id`)."""
+    cfg = sasrec_id_config(cfg)
+    torch.manual_seed(ctx.seed)  # initial weights
+    return SASRec(IDEmbedder(n_items, cfg.hidden), cfg.max_len, cfg.hidden, cfg.n_layers,
+                  cfg.n_heads, cfg.dropout, ffn_mult=cfg.ffn_mult).to(ctx.device)
+
+
+def fit_sasrec_id(model: SASRec, train: TrainData, validate: Callable[[], float],
+                  ctx: RunContext, cfg: Any) -> dict:
+    """Train (or load from the cache) a :func:`build_sasrec_id` model on ``train``.
+
+    The one path of ``sasrec_id`` (and ``sasrec_id_bce``) and of RA-Rec's ID model: the same
+    seed, initialisation and checkpoint key (:func:`checkpoint_key` of the SASRec fields of
+    ``cfg`` alone), so whichever method runs first on a split and seed trains it and the other
+    loads it. ``validate()`` must score ``model`` while it trains.
+    """
+    return train_sasrec(model, train, validate, ctx, sasrec_id_config(cfg))
 
 
 # --------------------------------------------------------------------------- adapter base
