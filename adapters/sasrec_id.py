@@ -9,9 +9,8 @@ cross-entropy (``loss: bce``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from benchmark.adapter import RunContext, TrainData
 from benchmark.models.sasrec import SASRecAdapter, SASRecConfig, build_sasrec_id, fit_sasrec_id
