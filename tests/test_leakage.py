@@ -21,6 +21,8 @@ METHODS = sorted(registry.available())
 def test_the_sweep_covers_the_methods_that_train_a_downstream_model_on_sequences():
     # SAID's stage 2 and its MiniLM variant train SASRec on the runner's training data.
     assert {"sasrec_id", "sasrec_sid", "said", "said_minilm"} <= set(METHODS)
+    # RA-Rec's ID model is SASRec-ID trained on the runner's training data too.
+    assert {"ra_rec", "ra_rec_hard"} <= set(METHODS)
 
 
 @pytest.mark.parametrize("method", METHODS)
