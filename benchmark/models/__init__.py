@@ -10,6 +10,9 @@
   steps, constrained beam search;
 - :mod:`~benchmark.models.llm_alignment`: per-item virtual tokens a frozen LM learns to read
   back as the item's text (SAID's stage 1);
+- :mod:`~benchmark.models.prefix_towers`: ID vectors as per-layer attention prefixes of a frozen
+  LM, user and item towers, their losses (RA-Rec);
+- :mod:`~benchmark.models.tuning_data`: RA-Rec's denoise-and-balance tuning-data selection;
 - :mod:`~benchmark.models.training`: checkpoint get-or-train in the cache and the early-stopping
   loop around ``validate()``;
 - :mod:`~benchmark.models.packaged`: backbones shipped inside pip packages.
