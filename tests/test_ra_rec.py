@@ -239,3 +239,21 @@ def test_the_id_model_is_configured_as_sasrec_id(dataset):
             assert {k: getattr(ours, k) for k in sasrec_keys} == \
                 {k: getattr(ref, k) for k in sasrec_keys}, (method, profile)
             assert ours.id_soft_tokens == (0 if method == "ra_rec_hard" else ours.id_tokens)
+
+
+def test_smoke_run_through_the_cli(tiny_atomic, tmp_path, cache_dir, capsys):
+    import json
+
+    from benchmark.cli import main
+
+    out = tmp_path / "results"
+    code = main(["--methods", "ra_rec", "--dataset", str(tiny_atomic), "--profile", "smoke",
+                 "--results-dir", str(out), "--cache-dir", str(cache_dir), "--no-progress"])
+    assert code == 0, capsys.readouterr().err
+    for protocol in ("loo", "cold_item"):
+        result = json.loads((out / "tiny" / protocol / "ra_rec" / "seed0.json").read_text())
+        diag = result["diagnostics"]
+        assert diag["selection"]["selected"] == diag["tuning"]["examples"] > 0
+        assert "dropped_by_denoising" in diag["selection"] and diag["trainable_parameters"] > 0
+        assert result["metrics"]["all"]["all"]["HR@100"]["mean"] >= 0
+    assert "### ra_rec" in (out / "REPORT.md").read_text()
