@@ -18,19 +18,28 @@ Both variants key the pretraining checkpoint and its item vectors identically, s
 runs first builds them and the other loads them.
 
 Default-profile scale-downs (2-core CPU; the paper profile keeps the paper's sizes):
-- Token budget 64 = [CLS] + about 5 ML-100K items (an item sentence averages ~11 tokens, keys
-  included) instead of 1,024 tokens over 50 items; attributes are still cut at 32 tokens.
-- One pretraining epoch and one epoch per finetuning stage. An epoch draws ONE (prefix, next
-  item) pair per user (943 on ML-100K), the target uniform over the second half of the
-  sequence: the reference collator's rate. MiniLM trains at about
-  800 tokens/s on 2 idle cores, i.e. ~0.1 s per 64-token pair, and every validate() call
-  encodes 943 users (~20-40 s); all ~99k ML-100K positions per epoch would take hours.
-- Measured (ML-100K, both protocols, recformer then recformer_zeroshot, 2 threads, idle 2-core
-  CPU): 4.0 minutes wall for all four runs (fit 113 s loo / 104 s cold_item, inference ~5 s
-  each); the same code with four other training jobs on the cores took 47.5 minutes and gave
-  the same metrics to four decimals. Per protocol: pretraining 943 pairs, finetuning 2 x 943 pairs, 3 validation
-  passes, 2 catalogue encodings, 1 test pass. The budget (15 minutes) leaves room for more
-  epochs; choose them on validation.
+- Item sentences from the dataset's text fields (``fields``; Amazon: title, brand, categories,
+  about 42 MiniLM tokens per item; ML-100K: title, year, genres, about 11). Amazon's
+  512-character description, in the sentence before VERSION 2, took two thirds of every item and left 0.27
+  items in a 64-token input; add ``description`` to ``fields`` where a budget allows.
+- Token budget 128 instead of 1,024: about 11 ML-100K items or 2 Amazon items (items are kept
+  whole, newest first); attributes are cut at 32 tokens as in the paper.
+- Epochs: an epoch draws one (prefix, next item) pair per user (the reference collator's rate:
+  943 on ML-100K); on Amazon an epoch is ``epoch_pairs`` = 2,000 of the 8,317 users' pairs
+  (pretraining likewise, ``pretrain_epoch_pairs``), so that validation, the stage-1
+  re-encoding and early stopping come within the budget. Stage 1 up to 5 epochs (Amazon 3),
+  stage 2 up to 2, each stopped by validation NDCG@10 with patience 1.
+- Throughput, measured in the runs (2 threads): MiniLM trains at about 1,600 tokens/s; an
+  ML-100K epoch (943 pairs of ~115 tokens) takes ~70 s plus ~15 s to re-encode the catalogue
+  and validate; pretraining one epoch ~130 s.
+- What validation showed on ML-100K `loo` (``python -m benchmark tune recformer --dataset
+  ml-100k --grid finetune_lr=0.00005,0.0001 --set max_tokens=128 ...``, record in
+  results/ml-100k/tuning/): the 128-token window lifts the zero-shot model from 0.0227
+  (64 tokens) to 0.0310; the first finetuning epoch against the pretrained item matrix reaches
+  0.0500 (lr 5e-5) / 0.0494 (1e-4); the second stage-1 epoch, after the catalogue is
+  re-encoded by the updated encoder, falls to 0.037, and stage 2 recovers to 0.046 only. The
+  item side moves with the user side (one encoder), so each re-encoding costs the user side
+  its fit; the paper's many epochs would let the two settle, the CPU budget does not.
 """
 
 from __future__ import annotations
