@@ -77,3 +77,18 @@ def write_amazon(folder: Path, category: str = "Video_Games", gz: bool = False) 
 @pytest.fixture
 def cache_dir(tmp_path: Path) -> Path:
     return tmp_path / "cache"
+
+
+def smoke_fit(method: str, protocol: str, dataset: Path, cache_dir: Path, **overrides):
+    """Fit ``method`` at the smoke profile on a dataset file, as the runner does;
+    returns (adapter, run context, dataset, split)."""
+    from benchmark import runner
+    from benchmark.settings import harness_settings
+
+    req = runner.RunRequest(method=method, dataset=str(dataset), protocol=protocol,
+                            profile="smoke", cache_dir=cache_dir, show_progress=False,
+                            overrides=overrides)
+    settings = harness_settings("smoke")
+    data, split = runner.prepare(req, settings)
+    adapter, ctx, _ = runner.fit_adapter(req, settings, data, split)
+    return adapter, ctx, data, split

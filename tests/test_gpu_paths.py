@@ -13,10 +13,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import smoke_fit
 
-from benchmark import runner
 from benchmark.evaluation import evaluate
-from benchmark.settings import harness_settings
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -24,11 +23,7 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 @pytest.mark.parametrize("method", ["sasrec_id", "sasrec_sid", "recformer", "sid_llm", "said",
                                     "said_minilm", "ra_rec", "ra_rec_hard"])
 def test_smoke_fit_and_ranking_run_on_cuda(method, tiny_atomic, cache_dir):
-    req = runner.RunRequest(method=method, dataset=str(tiny_atomic), protocol="cold_item",
-                            profile="smoke", cache_dir=cache_dir, show_progress=False)
-    settings = harness_settings("smoke")
-    dataset, split = runner.prepare(req, settings)
-    adapter, ctx, _ = runner.fit_adapter(req, settings, dataset, split)
+    adapter, ctx, dataset, split = smoke_fit(method, "cold_item", tiny_atomic, cache_dir)
     assert ctx.device == "cuda"
     ranks = evaluate(adapter, split.test, dataset.n_items).ranks
     assert len(ranks) == len(split.test.users)

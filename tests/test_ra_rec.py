@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import smoke_fit
 
 import adapters.ra_rec as ra_rec
 from benchmark import registry, runner
@@ -24,7 +25,6 @@ from benchmark.models.prefix_towers import (
 )
 from benchmark.models.sasrec import SASRecConfig
 from benchmark.models.tuning_data import balanced_sample, select_tuning_data, title_words
-from benchmark.settings import harness_settings
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -164,16 +164,6 @@ def test_paper_selection_is_balanced_over_length_and_popularity_buckets():
 
 
 # ------------------------------------------------------------------------------ the adapter
-
-
-def smoke_fit(method, protocol, tiny_atomic, cache_dir, **overrides):
-    req = runner.RunRequest(method=method, dataset=str(tiny_atomic), protocol=protocol,
-                            profile="smoke", cache_dir=cache_dir, show_progress=False,
-                            overrides=overrides)
-    settings = harness_settings("smoke")
-    dataset, split = runner.prepare(req, settings)
-    adapter, ctx, _ = runner.fit_adapter(req, settings, dataset, split)
-    return adapter, ctx, dataset, split
 
 
 def test_fit_loads_sasrec_id_from_the_cache_and_scores_every_item(tiny_atomic, cache_dir,

@@ -11,6 +11,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import smoke_fit
 
 import adapters.said as said
 from benchmark import registry, runner
@@ -28,7 +29,6 @@ from benchmark.models.llm_alignment import (
     train_alignment,
 )
 from benchmark.models.sasrec import SASRecConfig
-from benchmark.settings import harness_settings
 
 TITLES = ["Toy Story", "GoldenEye", "Four Rooms", "Get Shorty"]
 
@@ -123,15 +123,6 @@ def fake_encode(texts, *args, **kwargs):
 @pytest.fixture
 def no_minilm(monkeypatch):
     monkeypatch.setattr(said, "encode_texts", fake_encode)
-
-
-def smoke_fit(method, protocol, tiny_atomic, cache_dir):
-    req = runner.RunRequest(method=method, dataset=str(tiny_atomic), protocol=protocol,
-                            profile="smoke", cache_dir=cache_dir, show_progress=False)
-    settings = harness_settings("smoke")
-    dataset, split = runner.prepare(req, settings)
-    adapter, ctx, _ = runner.fit_adapter(req, settings, dataset, split)
-    return adapter, ctx, dataset, split
 
 
 def test_fit_scores_every_item_and_the_second_protocol_reuses_stage1(tiny_atomic, cache_dir,
