@@ -92,3 +92,13 @@ def smoke_fit(method: str, protocol: str, dataset: Path, cache_dir: Path, **over
     data, split = runner.prepare(req, settings)
     adapter, ctx, _ = runner.fit_adapter(req, settings, data, split)
     return adapter, ctx, data, split
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a module: tiny models train ~40x slower with two threads on a
+    loaded 2-core machine. Use with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

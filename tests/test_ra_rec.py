@@ -26,13 +26,7 @@ from benchmark.models.prefix_towers import (
 from benchmark.models.sasrec import SASRecConfig
 from benchmark.models.tuning_data import balanced_sample, select_tuning_data, title_words
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -33,12 +33,7 @@ from benchmark.models.sasrec import SASRecConfig
 TITLES = ["Toy Story", "GoldenEye", "Four Rooms", "Get Shorty"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture

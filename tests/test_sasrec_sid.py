@@ -94,13 +94,7 @@ def fit_adapter(cache_dir, cold_codes) -> SASRecSID:
     return adapter
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models train 40x slower with two threads on a loaded 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
