@@ -38,6 +38,7 @@ from benchmark.models.sid_lm import (
     Prompter,
     SIDTrie,
     SIDVocab,
+    StepTrainer,
     constrained_beam_search,
     train_steps,
 )
@@ -86,6 +87,9 @@ class SIDLLM(AdapterBase):
         steer_share: float = 0.2  # share of next-item examples with a genre request
         steer_template: str = "Something from the {genre} genre, please."
         validate_every: int = 0  # stage-2 steps between validate() calls; 0 = never
+        # Validation cases per validate() call: a seeded sample (the same at every call), since
+        # one beam-search pass over every case costs minutes on a CPU; 0 = every case.
+        validate_cases: int = 0
         patience: int = 2
         beam_width: int = 20  # at least the harness's K
         eval_batch: int = 32
@@ -103,7 +107,8 @@ class SIDLLM(AdapterBase):
                         "lora_alpha", "patience", "beam_width", "eval_batch", "steer_genres",
                         "steer_beam_width"):
                 require_at_least(key, getattr(self, key), 1)
-            for key in ("stage1_steps", "stage2_steps", "validate_every", "steer_users",
+            for key in ("stage1_steps", "stage2_steps", "validate_every", "validate_cases",
+                        "steer_users",
                         "roundtrip_items", "invalid_sample", "history_titles"):
                 require_at_least(key, getattr(self, key), 0)  # 0 = skip / off
             for key in ("stage1_lr", "stage2_lr"):
@@ -126,7 +131,7 @@ class SIDLLM(AdapterBase):
 
     # ------------------------------------------------------------------ fit
 
-    def fit(self, train: TrainData, validate: Callable[[], float], ctx: RunContext) -> None:
+    def fit(self, train: TrainData, validate: Callable[..., float], ctx: RunContext) -> None:
         from benchmark.models.llm import load_causal_lm
 
         cfg, self.ctx, self.train = self.config, ctx, train
@@ -192,7 +197,7 @@ class SIDLLM(AdapterBase):
         ctx.count_examples(stats["steps"] * batch_size)
         return stats
 
-    def _stage2(self, train: TrainData, validate: Callable[[], float], ctx: RunContext,
+    def _stage2(self, train: TrainData, validate: Callable[..., float], ctx: RunContext,
                 progress: Callable | None) -> dict[str, Any]:
         cfg = self.config
         rng = np.random.default_rng(ctx.seed + 1)
@@ -208,24 +213,26 @@ class SIDLLM(AdapterBase):
                                 progress=progress, desc="sid_llm stage 2")
             ctx.report_stop("step_cap")
             return {"stats": stats}
-        # Model selection on validate(): train in chunks, keep the best trainable state.
-        stats: list[dict[str, Any]] = []
+        # Model selection on validate(): one optimiser and schedule over all stage-2 steps,
+        # validated every `validate_every` steps; the best trainable state is kept.
+        trainer = StepTrainer(self.model, examples, steps=cfg.stage2_steps,
+                              batch_size=cfg.stage2_batch, pad=self.pad, max_len=cfg.max_len,
+                              lr=cfg.stage2_lr, seed=ctx.seed, progress=progress,
+                              desc="sid_llm stage 2")
 
         def chunk(number: int) -> None:
-            start = (number - 1) * cfg.validate_every
-            steps = min(cfg.validate_every, cfg.stage2_steps - start)
-            part = examples[start * cfg.stage2_batch:(start + steps) * cfg.stage2_batch]
-            stats.append(self._train(part, ctx, steps=steps, batch_size=cfg.stage2_batch,
-                                     lr=cfg.stage2_lr, seed=ctx.seed + start, progress=progress,
-                                     desc="sid_llm stage 2"))
+            ctx.count_examples(trainer.advance(cfg.validate_every) * cfg.stage2_batch)
 
-        stopped = train_with_patience(chunk, validate, max_rounds=-(-cfg.stage2_steps //
-                                                                     cfg.validate_every),
+        def check() -> float:
+            return validate(cfg.validate_cases) if cfg.validate_cases else validate()
+
+        stopped = train_with_patience(chunk, check,
+                                      max_rounds=-(-cfg.stage2_steps // cfg.validate_every),
                                       patience=cfg.patience, snapshot=self._trainable_state,
                                       cap_reason="step_cap")
         self.model.load_state_dict(stopped.best_state, strict=False)
         ctx.report_stop(stopped.reason)
-        return {"stats": stats[-1] | {"chunks": len(stats)}}
+        return {"stats": trainer.stats() | {"chunks": stopped.rounds}}
 
     # ------------------------------------------------------------------ data
 

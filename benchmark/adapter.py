@@ -7,7 +7,9 @@ The harness owns everything else: truncation of nothing, masking, tie-breaking, 
 
 An adapter never sees validation or test targets. ``fit`` receives the training sequences and a
 ``validate`` callback: the harness scores the adapter's *current* state on the validation cases
-and returns NDCG@10, which is how early stopping and model selection work.
+and returns NDCG@10, which is how early stopping and model selection work. ``validate(cases=n)``
+scores a seeded sample of n validation cases instead (the same sample at every call), for
+methods whose pass over every case costs minutes; the curve point records n.
 """
 
 from __future__ import annotations
@@ -159,12 +161,16 @@ class RunContext:
         """Training wall seconds so far, counting cached checkpoints at their original cost."""
         return time.perf_counter() - self.started + self.restored_seconds
 
-    def add_point(self, valid_ndcg10: float, cold_valid_ndcg10: float | None = None) -> None:
-        """One validation point; under ``cold_item`` also the ``cold_valid`` slice's NDCG@10."""
+    def add_point(self, valid_ndcg10: float, cold_valid_ndcg10: float | None = None,
+                  cases: int | None = None) -> None:
+        """One validation point; under ``cold_item`` also the ``cold_valid`` slice's NDCG@10;
+        ``cases``: how many validation cases it used when not all of them (a sample)."""
         point = {"examples": self.examples_seen, "seconds": round(self.elapsed(), 3),
                  "valid_ndcg10": float(valid_ndcg10)}
         if cold_valid_ndcg10 is not None:
             point["valid_ndcg10_cold_valid"] = float(cold_valid_ndcg10)
+        if cases is not None:
+            point["valid_cases"] = int(cases)
         self.curve.append(point)
 
     def mark(self) -> tuple[int, int, float]:

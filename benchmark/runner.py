@@ -35,7 +35,7 @@ from benchmark.results import (
     write_run,
 )
 from benchmark.settings import HarnessSettings, default_cache_dir, harness_settings, results_dir_for
-from benchmark.splits import PROTOCOLS, Split, eval_user_sample, make_split
+from benchmark.splits import PROTOCOLS, Cases, Split, eval_user_sample, make_split
 
 RUNNER_VERSION = 3  # bump when a change here alters results, to invalidate cached runs
 
@@ -138,21 +138,36 @@ def fit_adapter(req: RunRequest, settings: HarnessSettings, dataset: Dataset, sp
 
     cold_valid = np.isin(split.valid.targets, split.cold_valid_items)
 
-    def validate() -> float:
+    def validate(cases: int | None = None) -> float:
+        """NDCG@10 over every validation case, or over a seeded sample of ``cases`` of them
+        (the same sample at every call of the run: for methods whose one pass over every
+        case costs minutes, e.g. beam search; the point records how many cases it used)."""
         if len(split.valid) == 0:
             return 0.0
-        out = evaluate(adapter, split.valid, dataset.n_items, mask_history=settings.mask_history,
+        valid, cold = split.valid, cold_valid
+        if cases is not None and 0 < cases < len(valid):
+            idx = validation_sample(len(valid), cases, settings.split_seed)
+            valid = Cases(valid.users[idx], [valid.histories[i] for i in idx],
+                          valid.targets[idx])
+            cold = cold[idx]
+        out = evaluate(adapter, valid, dataset.n_items, mask_history=settings.mask_history,
                        k=settings.top_k, batch_size=settings.eval_batch_size)
         values = metric_values(out.ranks, out.list_length)[HEADLINE]
         value = float(values.mean())
         # The objective is every validation case; the cold_valid slice is recorded beside it.
-        ctx.add_point(value, float(values[cold_valid].mean()) if cold_valid.any() else None)
+        ctx.add_point(value, float(values[cold].mean()) if cold.any() else None,
+                      cases=len(valid) if len(valid) < len(split.valid) else None)
         return value
 
     ctx.started = time.perf_counter()
     with method_phase(req.method, "fit"):
         adapter.fit(train, validate, ctx)
     return adapter, ctx, ctx.elapsed()
+
+
+def validation_sample(n_cases: int, cases: int, seed: int) -> np.ndarray:
+    """Sorted indices of ``cases`` of ``n_cases`` validation cases, fixed by the split seed."""
+    return np.sort(np.random.default_rng([seed, cases]).choice(n_cases, cases, replace=False))
 
 
 def run_key(req: RunRequest, settings: HarnessSettings, dataset: Dataset, split: Split,

@@ -436,3 +436,31 @@ def test_the_attribute_task_asks_for_the_configured_fields():
     assert f"Brand and categories of {vocab.item_text(0)}?" in tok.decode(short.prompt)
     with pytest.raises(ValueError, match="{sid}"):
         SIDLLM.Config(attribute_question="Tell me")
+
+
+def test_stage2_trained_in_parts_equals_one_pass(random_sids, tmp_path):
+    """Validation between parts of stage 2 must not restart the optimiser or the schedule:
+    with a validate() that never improves after the last part, the weights equal the
+    uninterrupted run's."""
+    train = pattern_data()
+    one, _ = fit(tiny_config(stage2_steps=12), train, tmp_path / "a")
+    cfg = tiny_config(stage2_steps=12, validate_every=4, patience=5)
+    scores = iter([0.1, 0.2, 0.3])  # rising: the last part's state is kept
+    torch.manual_seed(0)
+    ctx = RunContext(seed=0, device="cpu", cache=Cache(tmp_path / "b"), protocol="loo",
+                     catalog_hash="cat", train_hash="train", show_progress=False)
+    parts = SIDLLM(cfg)
+    parts.fit(train, lambda: next(scores), ctx)
+    a, b = one._trainable_state(), parts._trainable_state()
+    assert a.keys() == b.keys()
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=0, atol=1e-6, msg=name)
+
+
+def test_validate_cases_asks_the_harness_for_a_sample(random_sids, tmp_path):
+    cfg = tiny_config(stage2_steps=8, validate_every=4, validate_cases=5)
+    asked = []
+    ctx = RunContext(seed=0, device="cpu", cache=Cache(tmp_path / "c"), protocol="loo",
+                     catalog_hash="cat", train_hash="train", show_progress=False)
+    SIDLLM(cfg).fit(pattern_data(), lambda cases=None: asked.append(cases) or 0.1, ctx)
+    assert asked == [5, 5]

@@ -300,41 +300,78 @@ def answer_loss(model: Any, batch: list[Example], pad: int, max_len: int) -> tup
     return loss, int(mask.sum())
 
 
+class StepTrainer:
+    """AdamW on the trainable parameters over a plan of ``steps`` batches, trained in parts
+    (:meth:`advance`), so validation can sit between parts without restarting the optimiser
+    state or the learning-rate schedule (5% linear warm-up, then linear decay to 5%)."""
+
+    def __init__(self, model: Any, examples: list[Example], *, steps: int, batch_size: int,
+                 lr: float, pad: int, max_len: int, seed: int, progress: Callable | None = None,
+                 desc: str = "train") -> None:
+        self.model, self.examples, self.steps, self.batch_size = model, examples, steps, batch_size
+        self.pad, self.max_len = pad, max_len
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.done, self.tokens, self.seconds, self.losses = 0, 0, 0.0, []
+        if steps <= 0 or not examples or not self.params:
+            self.steps = 0
+            return
+        self.opt = torch.optim.AdamW(self.params, lr=lr, weight_decay=0.0)
+        warmup = max(1, steps // 20)
+        self.sched = torch.optim.lr_scheduler.LambdaLR(
+            self.opt, lambda s: min(1.0, (s + 1) / warmup) * max(0.05, 1 - s / steps))
+        rng = np.random.default_rng(seed)
+        self.order = np.concatenate([rng.permutation(len(examples))
+                                     for _ in range(steps * batch_size // len(examples) + 1)])
+        self.bar = progress(range(steps), desc=desc) if progress else None
+        self._ticks = iter(self.bar) if self.bar is not None else None
+
+    def advance(self, n: int) -> int:
+        """Train the next ``n`` steps of the plan (fewer at its end); returns the steps run."""
+        n = max(0, min(n, self.steps - self.done))
+        if n == 0:
+            return 0
+        self.model.train()
+        start = time.perf_counter()
+        for step in range(self.done, self.done + n):
+            bs = self.batch_size
+            batch = [self.examples[i] for i in self.order[step * bs:(step + 1) * bs]]
+            loss, n_tok = answer_loss(self.model, batch, self.pad, self.max_len)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.params, 1.0)
+            self.opt.step()
+            self.sched.step()
+            self.opt.zero_grad(set_to_none=True)
+            self.losses.append(float(loss.detach()))
+            self.tokens += n_tok
+            if self._ticks is not None:
+                next(self._ticks, None)
+                if hasattr(self.bar, "set_postfix"):
+                    rate = self.tokens / (self.seconds + time.perf_counter() - start)
+                    self.bar.set_postfix(loss=f"{np.mean(self.losses[-10:]):.3f}",
+                                         tok_s=f"{rate:.0f}")
+        self.model.eval()
+        self.seconds += time.perf_counter() - start
+        self.done += n
+        return n
+
+    def stats(self) -> dict[str, Any]:
+        """Throughput and losses of the steps run so far."""
+        if self.done == 0:
+            return {"steps": 0, "tokens": 0, "seconds": 0.0, "tokens_per_s": None}
+        return {"steps": self.done, "tokens": self.tokens, "seconds": round(self.seconds, 1),
+                "tokens_per_s": round(self.tokens / self.seconds, 1),
+                "loss_first10": float(np.mean(self.losses[:10])),
+                "loss_last10": float(np.mean(self.losses[-10:]))}
+
+
 def train_steps(model: Any, examples: list[Example], *, steps: int, batch_size: int, lr: float,
                 pad: int, max_len: int, seed: int, progress: Callable | None = None,
                 desc: str = "train") -> dict[str, Any]:
     """AdamW on the trainable parameters for ``steps`` batches; returns throughput and losses."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    if steps <= 0 or not examples or not params:
-        return {"steps": 0, "tokens": 0, "seconds": 0.0, "tokens_per_s": None}
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
-    warmup = max(1, steps // 20)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / warmup) * max(0.05, 1 - s / steps))
-    rng = np.random.default_rng(seed)
-    order = np.concatenate([rng.permutation(len(examples))
-                            for _ in range(steps * batch_size // len(examples) + 1)])
-    model.train()
-    losses, tokens, start = [], 0, time.perf_counter()
-    bar = progress(range(steps), desc=desc) if progress else range(steps)
-    for step in bar:
-        batch = [examples[i] for i in order[step * batch_size:(step + 1) * batch_size]]
-        loss, n = answer_loss(model, batch, pad, max_len)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        sched.step()
-        opt.zero_grad(set_to_none=True)
-        losses.append(float(loss.detach()))
-        tokens += n
-        if progress and hasattr(bar, "set_postfix"):
-            bar.set_postfix(loss=f"{np.mean(losses[-10:]):.3f}",
-                            tok_s=f"{tokens / (time.perf_counter() - start):.0f}")
-    model.eval()
-    seconds = time.perf_counter() - start
-    return {"steps": steps, "tokens": tokens, "seconds": round(seconds, 1),
-            "tokens_per_s": round(tokens / seconds, 1), "loss_first10": float(np.mean(losses[:10])),
-            "loss_last10": float(np.mean(losses[-10:]))}
+    trainer = StepTrainer(model, examples, steps=steps, batch_size=batch_size, lr=lr, pad=pad,
+                          max_len=max_len, seed=seed, progress=progress, desc=desc)
+    trainer.advance(steps)
+    return trainer.stats()
 
 
 @torch.no_grad()
