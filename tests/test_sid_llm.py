@@ -7,6 +7,9 @@ loads the packaged SmolLM2 once per session. Semantic IDs are random codes of th
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -464,3 +467,17 @@ def test_validate_cases_asks_the_harness_for_a_sample(random_sids, tmp_path):
                      catalog_hash="cat", train_hash="train", show_progress=False)
     SIDLLM(cfg).fit(pattern_data(), lambda cases=None: asked.append(cases) or 0.1, ctx)
     assert asked == [5, 5]
+
+
+def test_the_throughput_tool_times_both_steps_on_a_tiny_model(tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "t.json"
+    subprocess.run([sys.executable, "tools/llm_step_throughput.py", "--backbone", "tiny:random",
+                    "--steps", "1", "--rounds", "1", "--threads", "1", "--out", str(out)],
+                   check=True, capture_output=True, cwd=Path(__file__).resolve().parents[1])
+    got = json.loads(out.read_text())
+    assert got["ours_tokens_per_s"] > 0 and got["bare_tokens_per_s"] > 0
+    assert got["ratio_ours_over_bare"] == pytest.approx(
+        got["ours_tokens_per_s"] / got["bare_tokens_per_s"], rel=1e-2)
