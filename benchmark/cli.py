@@ -299,14 +299,16 @@ def cmd_tune(args: argparse.Namespace) -> int:
     if args.seed < 0:
         raise BenchmarkError(f"--seed expects an integer >= 0, got {args.seed}")
     harness_over, method_over = _split_overrides(args.overrides)
-    if harness_over:
-        raise BenchmarkError("tune takes the profile's harness settings; drop --set harness.*")
+    if set(harness_over) - {"threads"}:  # threads change speed, not what validation chooses
+        raise BenchmarkError("tune takes the profile's harness settings (only "
+                             "--set harness.threads=N may change); drop the other --set harness.*")
     grid = tuning.Grid.parse(args.grid)
     cache_dir = args.cache_dir or default_cache_dir()
     tuning.tune(args.method, args.dataset or "ml-100k", args.protocol, grid, seed=args.seed,
                 profile=args.profile, overrides=_overrides_for(args.method, method_over, 1),
                 results_dir=results_dir_for(args.profile, args.results_dir, cache_dir),
-                cache_dir=cache_dir, show_progress=not args.no_progress)
+                cache_dir=cache_dir, show_progress=not args.no_progress,
+                threads=harness_over.get("threads"))
     return 0
 
 

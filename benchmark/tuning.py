@@ -82,9 +82,10 @@ def validation_metrics(adapter, split, n_items: int, settings) -> dict[str, Any]
 def tune(method: str, dataset: str, protocol: str, grid: Grid, *, seed: int = 0,
          profile: str = "default", overrides: dict[str, Any] | None = None,
          results_dir: Path, cache_dir: Path | None = None, show_progress: bool = True,
-         echo=print) -> Path:
-    """Fit every grid point, evaluate it on validation, write the record; return its path."""
-    settings = harness_settings(profile)
+         echo=print, threads: int | None = None) -> Path:
+    """Fit every grid point, evaluate it on validation, write the record; return its path.
+    ``threads`` overrides the profile's torch threads (speed only)."""
+    settings = harness_settings(profile, {"threads": threads} if threads else None)
     if settings.threads:
         import torch
 

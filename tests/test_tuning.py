@@ -101,3 +101,17 @@ def test_tune_cli_errors_are_one_line(tiny_atomic, capsys):
     assert "unknown method 'no_such_method'" in capsys.readouterr().err
     assert main(["tune", "item_knn", "--dataset", str(tiny_atomic)]) == 2
     assert "at least one --grid" in capsys.readouterr().err
+    assert main(["tune", "item_knn", "--grid", "shrink=0", "--dataset", str(tiny_atomic),
+                 "--set", "harness.top_k=5"]) == 2
+    assert "only --set harness.threads=N may change" in capsys.readouterr().err
+
+
+def test_tune_takes_a_thread_count(tiny_atomic, tmp_path, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: seen.append(n))
+    seen: list[int] = []
+    path = tuning.tune("item_knn", str(tiny_atomic), "loo", tuning.Grid.parse(["shrink=0"]),
+                       profile="smoke", results_dir=tmp_path / "r", cache_dir=tmp_path / "c",
+                       show_progress=False, echo=lambda *a: None, threads=1)
+    assert path.exists() and seen and set(seen) == {1}
