@@ -123,6 +123,7 @@ class SIDLLM(AdapterBase):
 
     needs = frozenset({"item_text"})
     output = "ranking"
+    wants_gpu = True
 
     # ------------------------------------------------------------------ fit
 
