@@ -108,6 +108,7 @@ class RARec(AdapterBase):
 
     needs = frozenset({"item_text"})
     output = "scores"
+    wants_gpu = True
 
     def __init__(self, config: Any) -> None:
         super().__init__(config)

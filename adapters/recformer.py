@@ -127,6 +127,7 @@ class Recformer(AdapterBase):
 
     needs = frozenset({"item_text"})
     output = "scores"
+    wants_gpu = True
 
     def __init__(self, config: Config) -> None:
         super().__init__(config)

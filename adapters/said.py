@@ -122,6 +122,7 @@ class SAID(SASRecAdapter):
                 raise ValueError("text_fields must name at least one field")
 
     needs = frozenset({"item_text"})
+    wants_gpu = True
 
     def prepare(self, train: TrainData, ctx: RunContext) -> None:
         cfg = self.config

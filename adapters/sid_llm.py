@@ -128,6 +128,7 @@ class SIDLLM(AdapterBase):
 
     needs = frozenset({"item_text"})
     output = "ranking"
+    wants_gpu = True
 
     # ------------------------------------------------------------------ fit
 

@@ -62,6 +62,8 @@ def check_contract(name: str, cls: type) -> None:
     unknown = sorted(needs - KNOWN_NEEDS)
     if unknown:
         fail(f"unknown needs {unknown}; the runner acts on {sorted(KNOWN_NEEDS)}")
+    if not isinstance(getattr(cls, "wants_gpu", False), bool):
+        fail(f"`wants_gpu` must be True or False, got {cls.wants_gpu!r}")
 
 
 @contextmanager
@@ -197,6 +199,10 @@ class AdapterBase:
     Config: ClassVar[type] = dataclasses.make_dataclass("Config", [])
     needs: ClassVar[frozenset[str]] = frozenset()
     output: ClassVar[str] = "scores"
+    # True for methods that train or run an LLM-sized network: under `--executor ray` their jobs
+    # reserve one GPU where the cluster has one (benchmark.ray_executor). A YAML variant shares
+    # its class's answer. The serial runner ignores it (it uses a GPU wherever torch sees one).
+    wants_gpu: ClassVar[bool] = False
 
     def __init__(self, config: Any) -> None:
         self.config = config

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import os
 import sys
 import time
 import traceback
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from benchmark.config import PROFILES
 from benchmark.errors import BenchmarkError, one_line
@@ -78,6 +79,16 @@ def build_parser() -> argparse.ArgumentParser:
                      help="where result files go (default: results/ for the default profile, "
                           "the cache for others)")
     run.add_argument("--no-report", action="store_true", help="do not regenerate the report")
+    run.add_argument("--executor", default="serial", choices=("serial", "ray"),
+                     help="serial: one job after another in this process (default); ray: each "
+                          "job a Ray task, in dependency order (needs the `ray` extra; cache "
+                          "and results on a file system every node shares)")
+    run.add_argument("--ray-address", default=None, metavar="ADDRESS",
+                     help="with --executor ray: an existing cluster (`auto`, or the head's "
+                          "HOST:PORT from `ray start --head`); default: a local Ray instance")
+    run.add_argument("--ray-workers", type=int, default=None, metavar="N",
+                     help="with --executor ray: at most N jobs at once (a local instance gets "
+                          "N x harness.threads CPUs); default: the CPUs / harness.threads")
     _common_run_args(run)
 
     tune = sub.add_parser(
@@ -229,12 +240,10 @@ def _split_overrides(pairs: list[str]):
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from tqdm.auto import tqdm
-
-    from benchmark import registry, report, runner
-    from benchmark.results import headline
+    from benchmark import grid, registry, report, runner
     from benchmark.settings import default_cache_dir, harness_settings, results_dir_for
 
+    _check_executor_args(args)
     _load_external(args.adapter_module)
     harness_over, method_over = _split_overrides(args.overrides)
     settings = harness_settings(args.profile, harness_over)
@@ -255,29 +264,72 @@ def cmd_run(args: argparse.Namespace) -> int:
                                   _overrides_for(method, method_over, len(methods)),
                                   _dataset_name(dataset))
     protocols = ("loo", "cold_item") if args.protocol == "both" else (args.protocol,)
-    jobs = [(d, p, m, s) for d in datasets for p in protocols for m in methods for s in seeds]
+    jobs = [grid.Job(d, p, m, s) for d in datasets for p in protocols for m in methods
+            for s in seeds]
     cache_dir = args.cache_dir or default_cache_dir()
     out_dir = results_dir_for(args.profile, args.results_dir, cache_dir)
+    # Override keys are checked against each method's own config; a scoped key
+    # (`sasrec_id.lr=...`) reaches only its method.
+    plan = grid.GridRun(
+        profile=args.profile, results_dir=out_dir, cache_dir=cache_dir,
+        method_overrides={m: _overrides_for(m, method_over, len(methods)) for m in methods},
+        harness_overrides=harness_over, meta=args.meta, show_progress=not args.no_progress,
+        adapter_modules=tuple(args.adapter_module))
     start = time.perf_counter()
-    bar = tqdm(jobs, desc="runs", disable=args.no_progress)
-    for dataset, protocol, method, seed in bar:
-        bar.set_postfix_str(f"{method} {dataset} {protocol} seed{seed}")
-        # Override keys are checked against each method's own config; a scoped key
-        # (`sasrec_id.lr=...`) reaches only its method.
-        req = runner.RunRequest(
-            method=method, dataset=dataset, protocol=protocol, seed=seed,
-            profile=args.profile, overrides=_overrides_for(method, method_over, len(methods)),
-            meta=args.meta, results_dir=out_dir, cache_dir=cache_dir,
-            show_progress=not args.no_progress, harness_overrides=harness_over,
-        )
-        path = runner.run(req)
-        tqdm.write(f"{method:20s} {path.parts[-4]:18s} {protocol:9s} seed{seed}: "
-                   f"{headline(path)}")
+    if args.executor == "ray":
+        status = _run_on_ray(args, jobs, plan, settings.threads)
+        if status:
+            return status
+    else:
+        grid.run_serial(jobs, plan, progress=not args.no_progress)
     print(f"wall time: {time.perf_counter() - start:.1f} s; results in {out_dir}")
     if not args.no_report:
         output = report.write_report(out_dir)
         print(f"report: {output}")
     return 0
+
+
+def _check_executor_args(args: argparse.Namespace) -> None:
+    if args.executor != "ray":
+        for flag, value in (("--ray-address", args.ray_address),
+                            ("--ray-workers", args.ray_workers)):
+            if value is not None:
+                raise BenchmarkError(f"{flag} needs --executor ray")
+    if args.ray_workers is not None and args.ray_workers < 1:
+        raise BenchmarkError(f"--ray-workers expects an integer >= 1, got {args.ray_workers}")
+
+
+def _run_on_ray(args: argparse.Namespace, jobs: list, plan: Any, threads: int | None) -> int:
+    """The grid as Ray tasks (paths made absolute: a worker's directory may differ); 0, or the
+    exit status of the failed jobs (1 if one of them hit a bug of ours, else 2)."""
+    from benchmark import ray_executor
+
+    jobs = [j if _dataset_name(j.dataset) else dataclasses.replace(j, dataset=_absolute(j.dataset))
+            for j in jobs]
+    plan = dataclasses.replace(
+        plan, results_dir=plan.results_dir.resolve(), cache_dir=plan.cache_dir.resolve(),
+        meta=args.meta and _absolute(args.meta),
+        adapter_modules=tuple(_absolute(m) for m in plan.adapter_modules))
+    statuses: list[int] = []
+
+    def describe(exc: BaseException) -> str:
+        message, status = _error_line(exc, args)
+        statuses.append(status)
+        return message
+
+    failed = ray_executor.run_ray(jobs, plan, threads=threads, address=args.ray_address,
+                                  workers=args.ray_workers, progress=not args.no_progress,
+                                  describe_error=describe)
+    if not failed:
+        return 0
+    print(f"error: {len(failed)} of {len(jobs)} jobs failed (named above); finished runs are "
+          "cached, so the same command resumes", file=sys.stderr)
+    return min(statuses)
+
+
+def _absolute(path: str) -> str:
+    """An existing path made absolute; anything else (a module name) unchanged."""
+    return str(Path(path).resolve()) if Path(path).exists() else path
 
 
 def _dataset_name(dataset: str) -> str | None:

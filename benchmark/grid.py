@@ -1,0 +1,142 @@
+"""The grid of a run: its jobs (dataset x protocol x method x seed), the order they may run in,
+and their serial execution in this process (the default executor).
+
+Several jobs of one grid build the same artefact inside their fits, through the cache: the
+SASRec-ID checkpoint that RA-Rec takes as its ID model, Recformer's pretraining, the text
+embeddings and semantic IDs, the SID-LLM's and SAID's stage 1. :data:`SHARED_ARTEFACTS` says
+which methods build which, and how far each is shared. From it :func:`dependencies` makes one
+job of each group the artefact's builder and every other job of the group wait for it, so a
+parallel executor never starts two jobs that would both build it; the serial executor runs the
+grid in its given order and needs none of this.
+
+What guarantees that an artefact is never built twice at once is the cache's lock per artefact
+and per run (``benchmark.cache``, ``fcntl.flock`` on ``<cache>/locks/``): a second job that
+wants it waits and then loads it, whatever the order. The dependencies add two things on top:
+a waiting job does not hold a worker idle, and a cluster whose shared file system does not
+carry flock across nodes still builds each declared artefact once. A dependency is an order,
+not an input: a job whose builder failed still runs (it builds the artefact itself).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from benchmark.errors import BenchmarkError
+
+# artefact: (methods whose fits build or load it, the preferred builder first;
+#            the job coordinates its cache key shares, i.e. the jobs that share one copy)
+SHARED_ARTEFACTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    # fit_sasrec_id: one checkpoint key for sasrec_id and RA-Rec's ID model (training data).
+    "SASRec-ID checkpoint": (("sasrec_id", "ra_rec", "ra_rec_hard"),
+                             ("dataset", "protocol", "seed")),
+    # Recformer's pretraining and its item vectors (training data; both variants).
+    "Recformer pretraining": (("recformer", "recformer_zeroshot"),
+                              ("dataset", "protocol", "seed")),
+    # MiniLM item embeddings and the RQ-VAE codes over them: item text and config only (the
+    # semantic-ID seed is a config key), so one copy serves every protocol and run seed.
+    "text embeddings + semantic IDs": (("sasrec_sid", "sid_llm"), ("dataset",)),
+    "SID-LLM stage 1": (("sid_llm",), ("dataset", "seed")),  # item text, codes, run seed
+    "SAID stage 1": (("said",), ("dataset", "seed")),  # item text and run seed
+    "SAID MiniLM table": (("said_minilm",), ("dataset",)),  # item text only
+}
+
+
+@dataclass(frozen=True, order=True)
+class Job:
+    """One cell of the grid."""
+
+    dataset: str
+    protocol: str
+    method: str
+    seed: int
+
+    def label(self) -> str:
+        return f"{self.method} {self.dataset} {self.protocol} seed{self.seed}"
+
+
+def dependencies(jobs: Sequence[Job]) -> dict[Job, frozenset[Job]]:
+    """For every job, the jobs that must finish before it starts: for each shared artefact and
+    each group of jobs that share one copy of it, the builder (the preferred method's job that
+    comes first in ``jobs``) before the others."""
+    after: dict[Job, set[Job]] = {job: set() for job in jobs}
+    position = {job: i for i, job in enumerate(jobs)}
+    for methods, scope in SHARED_ARTEFACTS.values():
+        groups: dict[tuple, list[Job]] = {}
+        for job in jobs:
+            if job.method in methods:
+                groups.setdefault(tuple(getattr(job, c) for c in scope), []).append(job)
+        for group in groups.values():
+            builder = min(group, key=lambda j: (methods.index(j.method), position[j]))
+            for job in group:
+                if job != builder:
+                    after[job].add(builder)
+    return {job: frozenset(before) for job, before in after.items()}
+
+
+def schedule(jobs: Sequence[Job]) -> list[Job]:
+    """``jobs`` in phases that respect :func:`dependencies`: first every job that waits for
+    none, builders of shared artefacts ahead (others wait for them), then the jobs that waited
+    for those, and so on; otherwise the given order."""
+    before = dependencies(jobs)
+    awaited = set().union(*before.values())
+    done: set[Job] = set()
+    order: list[Job] = []
+    while len(order) < len(jobs):
+        ready = sorted((j for j in jobs if j not in done and before[j] <= done),
+                       key=lambda j: j not in awaited)  # stable: the given order otherwise
+        if not ready:  # SHARED_ARTEFACTS orders two methods both ways for one scope
+            stuck = sorted(j.label() for j in jobs if j not in done)
+            raise BenchmarkError(f"job dependencies form a cycle among: {', '.join(stuck)}")
+        order.extend(ready)
+        done.update(ready)
+    return order
+
+
+@dataclass(frozen=True)
+class GridRun:
+    """What every job of one run shares: the profile, overrides, places, and how each job
+    becomes a :class:`benchmark.runner.RunRequest`."""
+
+    profile: str
+    results_dir: Path
+    cache_dir: Path
+    method_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+    harness_overrides: dict[str, Any] = field(default_factory=dict)
+    meta: str | None = None
+    show_progress: bool = True
+    adapter_modules: tuple[str, ...] = ()  # --adapter-module, loaded again by remote workers
+
+    def request(self, job: Job, show_progress: bool | None = None) -> Any:
+        from benchmark.runner import RunRequest
+
+        return RunRequest(
+            method=job.method, dataset=job.dataset, protocol=job.protocol, seed=job.seed,
+            profile=self.profile, overrides=self.method_overrides.get(job.method, {}),
+            meta=self.meta, results_dir=self.results_dir, cache_dir=self.cache_dir,
+            show_progress=self.show_progress if show_progress is None else show_progress,
+            harness_overrides=self.harness_overrides)
+
+
+def finished_line(job: Job, path: Path) -> str:
+    """The console line of a finished job: method, dataset, protocol, seed, headline."""
+    from benchmark.results import headline
+
+    return (f"{job.method:20s} {path.parts[-4]:18s} {job.protocol:9s} seed{job.seed}: "
+            f"{headline(path)}")
+
+
+def run_serial(jobs: Sequence[Job], run: GridRun, progress: bool = True) -> None:
+    """Run the jobs one after another in this process, in the given order; the first error
+    stops the grid (finished runs stay cached, so the same command resumes)."""
+    from tqdm.auto import tqdm
+
+    from benchmark import runner
+
+    bar = tqdm(jobs, desc="runs", disable=not progress)
+    for job in bar:
+        bar.set_postfix_str(job.label())
+        path = runner.run(run.request(job))
+        tqdm.write(finished_line(job, path))
