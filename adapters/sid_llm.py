@@ -59,9 +59,11 @@ class SIDLLM(AdapterBase):
         # Words of each history item's title written before its SID (0: the SID alone, which
         # the backbone cannot read before it learns the codes).
         history_titles: int = 0
-        # Initial rows of the code tokens: "noise" (mean of all rows + noise) or "text" (mean
-        # embedding of the title tokens of the items sharing the code, + the same noise).
-        init_rows: Literal["noise", "text"] = "noise"
+        # Initial rows of the code tokens: "noise" (mean of all rows + noise), "text" (mean
+        # embedding of the title tokens of the items sharing the code, + the same noise) or
+        # "item_text" (the same over the values of the item's text fields: title, year and
+        # genres on ML-100K, so a genre word in a request has rows to match).
+        init_rows: Literal["noise", "text", "item_text"] = "noise"
         # Which label a steering request names: None = any of the item's labels (MovieLens
         # genres); 0 = the first of its category path (Amazon: the category below the root).
         steer_label_level: int | None = None
@@ -141,8 +143,7 @@ class SIDLLM(AdapterBase):
         self.model, self.tok = load_causal_lm(cfg.backbone, device=ctx.device, dtype=cfg.dtype,
                                               seed=ctx.seed)
         self.vocab = SIDVocab(codes, level_sizes)
-        titles = ([self.catalog.title(i) for i in range(len(self.catalog))]
-                  if cfg.init_rows == "text" else None)
+        titles = self._init_texts()
         self.vocab.extend(self.tok, self.model, noise=cfg.init_noise, seed=ctx.seed,
                           titles=titles)
         self.trie = SIDTrie(codes, level_sizes)
@@ -236,6 +237,16 @@ class SIDLLM(AdapterBase):
         return {"stats": trainer.stats() | {"chunks": stopped.rounds}}
 
     # ------------------------------------------------------------------ data
+
+    def _init_texts(self) -> list[str] | None:
+        """The text whose token embeddings start each code's row (None: noise rows)."""
+        cat = self.catalog
+        if self.config.init_rows == "text":
+            return [cat.title(i) for i in range(len(cat))]
+        if self.config.init_rows == "item_text":
+            return [" ".join(cat.text_attributes(i).values()) or cat.title(i)
+                    for i in range(len(cat))]
+        return None
 
     def _semantic_ids(self, train: TrainData, ctx: RunContext) -> tuple[np.ndarray, list[int]]:
         from benchmark.models.semantic_ids import SemanticIDConfig, build_semantic_ids

@@ -420,6 +420,20 @@ def test_the_sample_efficiency_levers_train_and_rank(random_sids, tmp_path):
     assert adapter._stage1_config()["init_rows"] == "text"
 
 
+def test_code_rows_start_from_the_chosen_text():
+    """`text` reads titles; `item_text` reads every text field's value, genres included, so a
+    genre word in a request has embedding rows to match; `noise` reads none."""
+    catalog = pattern_data().catalog
+    texts = {}
+    for mode in ("noise", "text", "item_text"):
+        adapter = SIDLLM(tiny_config(init_rows=mode))
+        adapter.catalog = catalog
+        texts[mode] = adapter._init_texts()
+    assert texts["noise"] is None
+    assert texts["text"][4] == "Film 4"
+    assert texts["item_text"][4] == "Film 4 1994 Comedy"
+
+
 def test_the_attribute_task_asks_for_the_configured_fields():
     from benchmark.models.sid_lm import Prompter
 
