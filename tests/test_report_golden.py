@@ -256,7 +256,8 @@ def test_findings_state_verdicts_by_the_fixed_rule(tmp_path):
     findings = text.split("## Findings", 1)[1].split("\n## ", 1)[0]
     assert "- Best NDCG@10: `sasrec_sid`, 1.0000 [1.0000, 1.0000]." in findings
     assert ("- `sasrec_sid` is significantly better than `sasrec_id` (Δ +0.5000, 95% CI "
-            "[+0.5000, +0.5000], Holm p = 0, family main of 9)." in findings)
+            "[+0.5000, +0.5000], Holm p = 0, family main of 9; one seed on a side: user-level "
+            "test only)." in findings)
     line = next(x for x in findings.splitlines() if x.startswith("- `recformer`"))
     assert line.startswith("- `recformer` is not significantly different from `sasrec_id` "
                            "(Δ +0.0333, ")
@@ -272,9 +273,17 @@ def test_seed_level_test_widens_with_the_seed_spread(tmp_path):
         write_method(results, "sasrec_id", [3] * 10, seed=seed)
         write_method(results, "sasrec_sid", [1] * 10, seed=seed)
         write_method(results, "recformer", [1] * 10 if seed == 0 else [3] * 10, seed=seed)
-    paired = tables(report(results, tmp_path).split("### Paired tests against", 1)[1])[0]
+    text = report(results, tmp_path)
+    paired = tables(text.split("### Paired tests against", 1)[1])[0]
     rows = {r[1]: r for r in paired[1:] if r[0] == "all"}
     assert rows["sasrec_sid"][7] == "0 [+0.5000, +0.5000]"
+    # Findings follow the seed-level test where both sides have seeds: the t-test alone would
+    # call `recformer` significantly better (p = 0 below), the seed spread says it is not
+    findings = text.split("## Findings", 1)[1].split("\n## ", 1)[0]
+    line = next(x for x in findings.splitlines() if x.startswith("- `recformer`"))
+    assert line.startswith("- `recformer` is not significantly different from `sasrec_id` "
+                           "(Δ +0.2500; users x seeds bootstrap: 95% CI [+0.0000, +0.5000]")
+    assert "- `sasrec_sid` is significantly better than `sasrec_id` (Δ +0.5000; users x " in findings
     p, interval = rows["recformer"][7].split(" ", 1)
     assert interval == "[+0.0000, +0.5000]" and 0.4 < float(p) <= 1
     # the per-user t-test on seed-averaged values sees a constant +1/4: p = 0
