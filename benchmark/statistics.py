@@ -147,8 +147,10 @@ def hierarchical_bootstrap(a: np.ndarray, b: np.ndarray, *, seed: int = 0,
     replacement; the replicate's difference is the mean over the drawn users of a's mean over
     its drawn seeds minus b's. So the interval widens with the seed-to-seed spread of training,
     which a per-user test on seed-averaged values ignores. Returns the observed difference, the
-    95% percentile interval and a two-sided p-value (twice the smaller tail share of
-    replicates at or beyond zero, at most 1; 1 when every replicate is 0).
+    95% percentile interval and a two-sided p-value: twice the smaller tail share of
+    replicates at or beyond zero, each tail counted as (k + 1) / (n_resamples + 1) so that a
+    bootstrap never reports p = 0 (its resolution is 1 / n_resamples; Phipson & Smyth, 2010),
+    at most 1; 1 when every replicate is 0.
     """
     a = np.atleast_2d(np.asarray(a, dtype=np.float64))
     b = np.atleast_2d(np.asarray(b, dtype=np.float64))
@@ -165,6 +167,7 @@ def hierarchical_bootstrap(a: np.ndarray, b: np.ndarray, *, seed: int = 0,
     observed = float(a.mean() - b.mean())
     if np.all(diffs == 0):
         return {"diff": observed, "ci95": [0.0, 0.0], "p": 1.0}
-    p = min(1.0, 2 * min(float((diffs <= 0).mean()), float((diffs >= 0).mean())))
+    tail = min(int((diffs <= 0).sum()), int((diffs >= 0).sum()))
+    p = min(1.0, 2 * (tail + 1) / (n_resamples + 1))
     lo, hi = np.percentile(diffs, [2.5, 97.5])
     return {"diff": observed, "ci95": [float(lo), float(hi)], "p": p}
