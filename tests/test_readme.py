@@ -63,3 +63,22 @@ def test_no_unfilled_placeholder_in_the_prose():
     text = re.sub(r"```.*?```", "", README, flags=re.S)
     text = re.sub(r"`[^`]*`", "", text)
     assert re.findall(r"\b[A-Z][A-Z0-9]*_[A-Z0-9_]+\b", text) == []
+
+
+def test_the_results_tables_are_written_from_the_report(tmp_path):
+    """README's per-dataset tables are the tool's output from REPORT.md, cell for cell; a
+    changed REPORT figure makes the check fail until the tables are rewritten."""
+    tool = [sys.executable, str(ROOT / "tools" / "readme_tables.py")]
+    assert subprocess.run([*tool, "--check"], cwd=ROOT).returncode == 0, \
+        "README's tables are stale: run python tools/readme_tables.py"
+    report = (ROOT / "REPORT.md").read_text()
+    stale = report.replace("0.1045 [0.0907, 0.1172]", "0.1046 [0.0907, 0.1172]", 1)
+    assert stale != report, "the test's probe figure left REPORT.md: pick a current one"
+    (tmp_path / "REPORT.md").write_text(stale)
+    args = ["--report", str(tmp_path / "REPORT.md")]
+    assert subprocess.run([*tool, "--check", *args], cwd=ROOT,
+                          capture_output=True).returncode == 1
+    (tmp_path / "README.md").write_text(README)
+    subprocess.run([*tool, *args, "--readme", str(tmp_path / "README.md")], check=True)
+    assert "| sasrec_id (reference) | 3 | 0.1046 [0.0907, 0.1172] |" in \
+        (tmp_path / "README.md").read_text()
