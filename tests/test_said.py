@@ -195,3 +195,26 @@ def test_smoke_run_through_the_cli(tiny_atomic, tmp_path, cache_dir, no_minilm, 
 
 def result_of(out, protocol, method):
     return json.loads((out / "tiny" / protocol / method / "seed0.json").read_text())
+
+
+def test_the_stage1_probe_trains_each_grid_point_and_picks_the_lowest_item_loss(tiny_atomic):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "tools" / "said_stage1_probe.py"
+    spec = importlib.util.spec_from_file_location("said_stage1_probe", path)
+    probe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(probe)
+    grid = probe.parse_grid(["stage1_item_lr=0.02,0.5"])
+    assert grid == [{"stage1_item_lr": 0.02}, {"stage1_item_lr": 0.5}]
+    with pytest.raises(SystemExit, match="stage1_item_lr"):
+        probe.parse_grid(["lr=0.1"])  # only stage 1's own learning rates may be probed
+    record = probe.probe(str(tiny_atomic), grid, epochs=3, eval_items=6, seed=0,
+                         backbone="tiny:random", device="cpu")
+    rows = record["rows"]
+    assert [r["settings"]["stage1_item_lr"] for r in rows] == [0.02, 0.5]
+    assert all(r["steps"] > 0 for r in rows)
+    # Every point starts from the same seeded tokens, so the loss before training is shared.
+    assert rows[0]["loss_before"] == rows[1]["loss_before"]
+    assert min(r["loss_after"] for r in rows) < rows[0]["loss_before"]
+    assert record["chosen"] == min(rows, key=lambda r: r["loss_after"])["settings"]
