@@ -715,13 +715,17 @@ def _compute(found: dict) -> list[str]:
     its original training time; RecBole peers are listed but left out of the total."""
     datasets = sorted({d for d, _ in found})
     per: dict[str, dict[str, float]] = {}
+    every_seed: dict[str, float] = {}  # without peers: what the whole reference run cost
     peers = set(harness_settings("default").peers)
+    keys = ("fit_seconds", "inference_seconds")
     for (dataset, _protocol), methods in found.items():
         for name, runs in methods.items():
-            seconds = sum(runs.mean_of("timing", key) or 0.0
-                          for key in ("fit_seconds", "inference_seconds"))
+            seconds = sum(runs.mean_of("timing", key) or 0.0 for key in keys)
             per.setdefault(name, {}).setdefault(dataset, 0.0)
             per[name][dataset] += seconds
+            if name not in peers:
+                every_seed[dataset] = every_seed.get(dataset, 0.0) + sum(
+                    r["timing"].get(key) or 0.0 for r in runs.results for key in keys)
     if not per:
         return []
     rows = []
@@ -730,11 +734,14 @@ def _compute(found: dict) -> list[str]:
                      *[_minutes(per[name].get(d)) for d in datasets]])
     totals = [sum(per[n].get(d, 0.0) for n in per if n not in peers) for d in datasets]
     rows.append(["**total without peers**", *[f"**{_minutes(t)}**" for t in totals]])
+    rows.append(["every seed's runs, without peers",
+                 *[_minutes(every_seed.get(d, 0.0)) for d in datasets]])
     return ["## Compute", "",
             "Minutes of fit + inference per method, both protocols together where both ran "
-            "(mean over seeds), on the hardware each result records; a checkpoint reused from the cache counts "
-            "at its original training time. Data loading, splitting and the report are not "
-            "included.", "",
+            "(mean over seeds), on the hardware each result records; a checkpoint reused from "
+            "the cache counts at its original training time. Data loading, splitting and the "
+            "report are not included. The last row sums every result file, each seed once: "
+            "the compute behind these tables.", "",
             tabulate(rows, ["method", *datasets], tablefmt="pipe", disable_numparse=True), ""]
 
 

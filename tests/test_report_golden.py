@@ -224,6 +224,8 @@ def test_compute_table_sums_fit_and_inference_per_method(tmp_path):
     assert rows["sasrec_id"] == ["1.0"]
     assert rows["recbole_sasrec (peer)"] == ["10.0"]
     assert rows["**total without peers**"] == ["**4.0**"]  # the peer is left out
+    # Every seed once: 60 + 120.5 + 240.5 s = 7.0 minutes (what the seeds cost together).
+    assert rows["every seed's runs, without peers"] == ["7.0"]
 
 
 def test_curve_table_says_where_each_method_stood(tmp_path):
