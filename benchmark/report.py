@@ -312,19 +312,30 @@ def _verdict(test: dict) -> str:
     return "significantly better than" if test["mean_diff"] > 0 else "significantly worse than"
 
 
+def _p(value: float) -> str:
+    """A p-value to 3 significant digits, or more where 3 would put it on the other side of
+    ALPHA (0.04995 must not print as 0.05 beside "significant")."""
+    text = f"{value:.3g}"
+    digits = 3
+    while digits < 8 and (float(text) < ALPHA) != (value < ALPHA):
+        digits += 1
+        text = f"{value:.{digits}g}"
+    return text
+
+
 def _claim(name: str, test: dict, reference: str) -> str:
     lo, hi = test["diff_ci95"]
     mde = test["mde"]
     tail = "" if test["t_p_holm"] < ALPHA or not np.isfinite(mde) else (
         f"; the test could detect {mde:.4f} at 80% power")
-    user_level = (f"95% CI [{lo:+.4f}, {hi:+.4f}], Holm p = {test['t_p_holm']:.3g}, family "
+    user_level = (f"95% CI [{lo:+.4f}, {hi:+.4f}], Holm p = {_p(test['t_p_holm'])}, family "
                   f"{test['family']} of {test['m']}{tail}")
     seed_level = test.get("seed_level")
     if seed_level:
         slo, shi = seed_level["ci95"]
         return (f"`{name}` is {_verdict(test)} `{reference}` (Δ {test['mean_diff']:+.4f}; "
                 f"users x seeds bootstrap: 95% CI [{slo:+.4f}, {shi:+.4f}], Holm p = "
-                f"{seed_level['p_holm']:.3g}; user-level t-test on seed means: {user_level})")
+                f"{_p(seed_level['p_holm'])}; user-level t-test on seed means: {user_level})")
     return (f"`{name}` is {_verdict(test)} `{reference}` (Δ {test['mean_diff']:+.4f}, "
             f"{user_level}; one seed on a side: user-level test only)")
 
@@ -458,8 +469,8 @@ def _significance(c: Comparison) -> list[str]:
                 rows.append([label, name, f"{t['family']} ({t['m']})",
                              f"{t['mean_diff']:+.4f} [{lo:+.4f}, {hi:+.4f}]",
                              "n/a" if not np.isfinite(t["mde"]) else f"{t['mde']:.4f}",
-                             f"{t['t_p_holm']:.3g}", f"{t['wilcoxon_p_holm']:.3g}",
-                             (f"{seed_level['p_holm']:.3g} [{seed_level['ci95'][0]:+.4f}, "
+                             _p(t['t_p_holm']), _p(t['wilcoxon_p_holm']),
+                             (f"{_p(seed_level['p_holm'])} [{seed_level['ci95'][0]:+.4f}, "
                               f"{seed_level['ci95'][1]:+.4f}]") if seed_level else
                              "n/a (one seed)"])
     headers = ["slice", "method", "family (m)", "Δ vs ref [95% CI]", "MDE (80%, α/m)",

@@ -85,3 +85,10 @@ def test_slice_columns_come_from_whichever_file_fills_them():
     assert merged["tied_target"].tolist() == [True, False]
     assert merged["history_bucket"].tolist() == ["short", "long"]
     assert "tied_target" not in slice_columns({"old": MethodRuns("old", tables=[old])})
+
+
+def test_a_p_value_never_prints_on_the_wrong_side_of_alpha():
+    from benchmark.report import _p
+
+    assert _p(0.04995) == "0.04995"  # 3 digits would print "0.05" beside "significant"
+    assert _p(0.05004) == "0.05" and _p(0.0599) == "0.0599" and _p(1e-17) == "1e-17"
