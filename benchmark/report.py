@@ -535,7 +535,7 @@ def _cold_depth(methods: dict[str, MethodRuns], order: list[str], table0: pd.Dat
         rows.append([name, _fmt(float((r <= 20).mean()), 3),
                      "n/a" if k is not None and k < 100 else _fmt(float((r <= 100).mean()), 3),
                      f"> {k}" if not np.isfinite(median) else f"{median:.0f}",
-                     f"{-t['mean_diff']:+.0f}" if t else "", f"{t['wilcoxon_p_holm']:.3g}" if t else ""])
+                     f"{-t['mean_diff']:+.0f}" if t else "", _p(t['wilcoxon_p_holm']) if t else ""])
     return [f"### Cold targets in depth (n={int(mask.sum())}; rank among all candidates)", "",
             f"Mean rank change against {reference or 'the reference'} and its Wilcoxon p "
             "(Holm) are for score methods, whose every rank is known.", "",
