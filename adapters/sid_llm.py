@@ -2,8 +2,8 @@
 
 Items are written as ``<|sid_start|><|sid_0_a|>...<|sid_3_d|><|sid_end|>`` (semantic IDs from
 benchmark.models.semantic_ids). Stage 1 trains only the new token rows on catalogue alignment tasks
-(SID -> title, title -> SID, SID -> genres/year): item text only, so it is cached by catalogue
-and shared by both protocols. Stage 2 fine-tunes on training histories -> next SID (LoRA + the
+(SID -> title, title -> SID, SID -> genres/year, and with ``request_alignment`` a genre request
+-> an item's SID): item text only, so it is cached by catalogue and shared by both protocols. Stage 2 fine-tunes on training histories -> next SID (LoRA + the
 new rows by default, full fine-tuning by config), mixed with the alignment tasks so the model
 keeps its language; a share of the examples carries a genre request taken from the target's
 catalogue labels, which is what makes the model steerable. Ranking is constrained beam search
@@ -71,6 +71,10 @@ class SIDLLM(AdapterBase):
         # but the title) and how the question asks for them.
         attribute_fields: list[str] | None = None
         attribute_question: str = "Genres and year of {sid}?"
+        # A fourth alignment task, in stage 1 and in stage 2's alignment mix: the steering
+        # request (steer_template, one of the item's labels) with an empty history -> the
+        # item's SID. Catalogue text only; it teaches the label -> SID direction of steering.
+        request_alignment: bool = False
         max_len: int = 192  # tokens per training sequence (oldest history tokens dropped)
         init_noise: float = 0.02  # new rows = mean + noise * std * N(0, 1)
         stage1_steps: int = 90
@@ -149,7 +153,8 @@ class SIDLLM(AdapterBase):
         self.trie = SIDTrie(codes, level_sizes)
         self.prompter = Prompter(self.tok, self.vocab, self.catalog, cfg.history_items,
                                  cfg.history_titles, cfg.steer_label_level,
-                                 cfg.attribute_fields, cfg.attribute_question)
+                                 cfg.attribute_fields, cfg.attribute_question,
+                                 cfg.request_alignment, cfg.steer_template)
         self.pad = self.tok.pad_token_id
         torch.manual_seed(ctx.seed)  # LoRA's initial weights: the same whatever ran before
         self.model = self._wrap_peft(self.model)
@@ -283,11 +288,12 @@ class SIDLLM(AdapterBase):
 
     def _stage1_config(self) -> dict[str, Any]:
         c = self.config
-        return {k: getattr(c, k) for k in ("backbone", "dtype", "init_noise", "init_rows",
-                                           "attribute_fields", "attribute_question",
-                                           "stage1_steps",
-                                           "stage1_lr", "stage1_batch", "max_len", "lora_r",
-                                           "lora_targets", "roundtrip_items")}
+        keys = ["backbone", "dtype", "init_noise", "init_rows", "attribute_fields",
+                "attribute_question", "stage1_steps", "stage1_lr", "stage1_batch", "max_len",
+                "lora_r", "lora_targets", "roundtrip_items"]
+        if c.request_alignment:  # (absent otherwise: earlier stage-1 checkpoints stay valid)
+            keys += ["request_alignment", "steer_template", "steer_label_level"]
+        return {k: getattr(c, k) for k in keys}
 
     def _checkpoint(self, key: list, train: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         """``train()``'s meta, or the stored one with its weights loaded into the model. Only

@@ -407,6 +407,54 @@ def test_history_titles_and_the_steering_label_level_shape_the_prompt():
     assert requests == {"Lab"}  # never the second level
 
 
+def test_the_request_task_asks_for_an_item_by_one_of_its_labels():
+    """request_to_sid: the steering prompt with an empty history, one example per label of
+    the item (a random one in stage 2's mix), answered by the item's SID; the item's own text
+    never appears in the prompt. Off by default: the three original tasks only."""
+    from benchmark.models.sid_lm import ALIGNMENT_TASKS, Prompter
+
+    model, tok = tiny_random_lm(seed=0)
+    codes, sizes = random_codes(3)
+    vocab = SIDVocab(codes, sizes)
+    vocab.extend(tok, model, seed=0)
+    catalog = ItemCatalog(["a", "b", "c"],
+                          [{"title": "Red Widget"}, {"title": "Blue Gadget"},
+                           {"title": "Green Thing"}],
+                          [("Lab", "Glassware"), ("Tools",), ()])
+    plain = Prompter(tok, vocab, catalog, 5)
+    assert plain.tasks == ALIGNMENT_TASKS and len(plain.alignment_examples(np.arange(3))) == 9
+    asked = Prompter(tok, vocab, catalog, 5, request_alignment=True,
+                     steer_template="Something {genre}, please.")
+    examples = asked.alignment_examples(np.arange(3))
+    assert len(examples) == 9 + 3  # two labels, one label, none
+    requests = [e for e in examples if "Request:" in tok.decode(e.prompt)]
+    decoded = [(tok.decode(e.prompt), tok.decode(e.target)) for e in requests]
+    assert [p.split("Request: ")[1].split("\n")[0] for p, _ in decoded] == [
+        "Something Lab, please.", "Something Glassware, please.", "Something Tools, please."]
+    assert all("History: (none)" in p for p, _ in decoded)
+    assert [t.split("<|sid_end|>")[0] + "<|sid_end|>" for _, t in decoded] == [
+        vocab.item_text(0), vocab.item_text(0), vocab.item_text(1)]
+    assert not any(w in p for p, _ in decoded for w in ("Red", "Widget", "Blue", "Gadget"))
+    # stage 2's mix: one random task per item; an unlabelled item asked by request gets the
+    # title task instead
+    mixed = asked.alignment_examples(np.full(200, 2), np.random.default_rng(0))
+    assert len(mixed) == 200 and not any("Request:" in tok.decode(e.prompt) for e in mixed)
+    assert any('ID of "Green Thing"' in tok.decode(e.prompt) for e in mixed)
+    mixed = asked.alignment_examples(np.zeros(400, dtype=np.int64), np.random.default_rng(0))
+    shown = {tok.decode(e.prompt).split("Request: ")[1].split("\n")[0] for e in mixed
+             if "Request:" in tok.decode(e.prompt)}
+    assert shown == {"Something Lab, please.", "Something Glassware, please."}
+
+
+def test_the_request_task_enters_stage_1_and_its_cache_key(random_sids, tmp_path):
+    train = pattern_data()
+    adapter, _ = fit(tiny_config(request_alignment=True, stage2_steps=4), train, tmp_path)
+    key = adapter._stage1_config()
+    assert key["request_alignment"] is True and key["steer_template"] == adapter.config.steer_template
+    assert "request_to_sid" in adapter.prompter.tasks
+    assert "request_alignment" not in SIDLLM(tiny_config())._stage1_config()
+
+
 def test_the_sample_efficiency_levers_train_and_rank(random_sids, tmp_path):
     """Text-initialised rows, titles in the history and first-level steering, end to end."""
     train = pattern_data()

@@ -142,8 +142,14 @@ class Prompter:
     def __init__(self, tokenizer: Any, vocab: SIDVocab, catalog: Any, history_items: int,
                  history_titles: int = 0, steer_label_level: int | None = None,
                  attribute_fields: list[str] | None = None,
-                 attribute_question: str = "Genres and year of {sid}?") -> None:
+                 attribute_question: str = "Genres and year of {sid}?",
+                 request_alignment: bool = False, steer_template: str = "{genre}") -> None:
         self.tok, self.vocab, self.catalog = tokenizer, vocab, catalog
+        # The alignment tasks; request_to_sid (a request naming one of the item's labels, the
+        # empty history -> the item's SID) teaches the label -> SID direction that steering
+        # needs, from catalogue text alone.
+        self.tasks = ALIGNMENT_TASKS + (("request_to_sid",) if request_alignment else ())
+        self.steer_template = steer_template
         self.history_items = history_items
         self.attribute_fields = attribute_fields  # None: every attribute but the title
         self.attribute_question = attribute_question
@@ -202,15 +208,32 @@ class Prompter:
         return Example(self.chat(self.attribute_question.format(sid=self.vocab.item_text(item))),
                        self.answer(self.attributes(item)))
 
-    def alignment(self, item: int, task: str) -> Example:
-        return getattr(self, task)(item)
+    def request_to_sid(self, item: int, label: str) -> Example:
+        """The steering prompt with no history, answered by an item that carries ``label``."""
+        request = self.steer_template.format(genre=label)
+        return Example(self.next_item(np.zeros(0, dtype=np.int64), request),
+                       self.answer(self.vocab.item_text(item)))
+
+    def alignment(self, item: int, task: str, rng: np.random.Generator | None = None
+                  ) -> list[Example]:
+        """``task``'s examples for ``item``: one, or for request_to_sid one per label (a
+        random one with ``rng``; none, or title_to_sid with ``rng``, for an unlabelled item)."""
+        if task != "request_to_sid":
+            return [getattr(self, task)(item)]
+        labels = self.steer_labels(item)
+        if rng is not None:
+            return [self.request_to_sid(item, labels[rng.integers(len(labels))]) if labels
+                    else self.title_to_sid(item)]
+        return [self.request_to_sid(item, label) for label in labels]
 
     def alignment_examples(self, items: np.ndarray, rng: np.random.Generator | None = None
                            ) -> list[Example]:
-        """All three catalogue tasks per item (stage 1), or one random task each (``rng``)."""
+        """Every alignment task per item (stage 1), or one random task each (``rng``)."""
         if rng is not None:
-            return [self.alignment(int(i), ALIGNMENT_TASKS[rng.integers(3)]) for i in items]
-        return [self.alignment(int(i), t) for i in items for t in ALIGNMENT_TASKS]
+            return [ex for i in items
+                    for ex in self.alignment(int(i), self.tasks[rng.integers(len(self.tasks))],
+                                             rng)]
+        return [ex for i in items for t in self.tasks for ex in self.alignment(int(i), t)]
 
     def next_item_examples(self, sequences: list[np.ndarray], n: int, rng: np.random.Generator,
                            steer_share: float = 0.0, steer_template: str = "{genre}"
