@@ -570,10 +570,12 @@ def _steerability(found: dict) -> list[str]:
             rows.append(["mean", _fmt(steer.get("mean_unsteered")),
                          _fmt(steer.get("mean_steered")),
                          f"{(steer.get('mean_steered') or 0) - (steer.get('mean_unsteered') or 0):+.3f}"])
+            seed = runs.results[0].get("seed")
             lines += [f"### {name} — {dataset} {protocol}", "",
                       f"Share of the top-{steer.get('top', 10)} items that carry the requested "
-                      f"genre, for {steer.get('users')} seeded test users, request template "
-                      f"`{steer.get('template')}`, against the same users' unsteered lists.", "",
+                      f"genre, for {steer.get('users')} seeded users (their training histories), request template "
+                      f"`{steer.get('template')}`, against the same users' unsteered lists"
+                      + (f" (seed {seed})." if seed is not None else "."), "",
                       tabulate(rows, ["genre", "unsteered", "steered", "lift"], tablefmt="pipe",
                                 disable_numparse=True), ""]
             trips = [(k.removeprefix("roundtrip_after_"), v) for k, v in diag.items()
@@ -584,7 +586,30 @@ def _steerability(found: dict) -> list[str]:
                 lines += ["Title <-> semantic-ID round trip (exact match on a fixed item sample):",
                           "", tabulate(rows, ["after", "items", "title -> SID", "SID -> title"],
                                        tablefmt="pipe", disable_numparse=True), ""]
+            lines += _steerability_per_seed(runs.results)
     return (["## Steerability", ""] + lines) if lines else []
+
+
+def _steerability_per_seed(results: list[dict]) -> list[str]:
+    """With several seeds: each seed's mean lift and title -> SID rate, one line each."""
+    if len(results) < 2:
+        return []
+    lifts, trips = [], []
+    for r in results:
+        diag = r.get("diagnostics") or {}
+        steer = diag.get("steerability") or {}
+        if steer.get("genres"):
+            lift = (steer.get("mean_steered") or 0) - (steer.get("mean_unsteered") or 0)
+            lifts.append(f"seed {r.get('seed')} {lift:+.3f}")
+        trip = diag.get("roundtrip_after_stage1")
+        if isinstance(trip, dict):
+            trips.append(f"seed {r.get('seed')} {_fmt(trip.get('title_to_sid'), 3)}")
+    out = []
+    if lifts:
+        out.append(f"Mean lift per seed: {', '.join(lifts)}.")
+    if trips:
+        out.append(f"Title -> SID after stage 1 per seed: {', '.join(trips)}.")
+    return [" ".join(out), ""] if out else []
 
 
 def _diagnostics(found: dict) -> list[str]:

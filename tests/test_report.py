@@ -16,6 +16,24 @@ def test_steerability_table_is_rendered_from_diagnostics():
     assert _steerability({("d", "loo"): {"x": MethodRuns("x", results=[{"diagnostics": {}}])}}) == []
 
 
+def test_steerability_gives_every_seeds_lift_and_round_trip():
+    def run(seed: int, steered: float, trip: float) -> dict:
+        return {"seed": seed, "diagnostics": {
+            "steerability": {"users": 50, "top": 10, "template": "{genre}",
+                             "genres": {"Drama": {"unsteered": 0.5, "steered": steered,
+                                                  "lift": steered - 0.5}},
+                             "mean_unsteered": 0.5, "mean_steered": steered},
+            "roundtrip_after_stage1": {"items": 200, "title_to_sid": trip, "sid_to_title": 0.0}}}
+
+    runs = MethodRuns("talker", results=[run(0, 0.75, 0.01), run(1, 0.45, 0.0)])
+    text = "\n".join(_steerability({("d", "loo"): {"talker": runs}}))
+    assert "unsteered lists (seed 0)." in text
+    assert "Mean lift per seed: seed 0 +0.250, seed 1 -0.050." in text
+    assert "Title -> SID after stage 1 per seed: seed 0 0.010, seed 1 0.000." in text
+    one = "\n".join(_steerability({("d", "loo"): {"t": MethodRuns("t", results=[run(0, 0.75, 0.01)])}}))
+    assert "per seed" not in one
+
+
 def test_cold_depth_table_gives_ranks_of_cold_targets_only():
     import pandas as pd
 
