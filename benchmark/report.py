@@ -30,7 +30,9 @@ from benchmark.statistics import (
     bootstrap_ci,
     compare_to_reference,
     hierarchical_bootstrap,
+    holm,
     holm_family,
+    paired_tests,
 )
 
 ALPHA = 0.05
@@ -359,6 +361,9 @@ def _findings(found: dict, settings: HarnessSettings) -> list[str]:
         for name in c.order:
             if name in tests and tests[name]["family"] == "main":
                 out.append(f"- {_claim(name, tests[name], c.reference)}.")
+        floor = _against_popularity(c, settings)
+        if floor:
+            out.append(floor)
         for label, _, mask in c.slices:
             if label != "cold_item=cold":
                 continue
@@ -389,6 +394,34 @@ def _findings(found: dict, settings: HarnessSettings) -> list[str]:
             "has a single seed it is the paired t-test over users, and the sentence says so "
             "(DESIGN.md asks for three seeds before any comparison is tested). Methods of the "
             "`main` family are listed; the tables below have every method.", "", *lines]
+
+
+def _against_popularity(c: Comparison, settings: HarnessSettings) -> str | None:
+    """The floor every paradigm should clear: each `main`-family method (and the reference)
+    against `popularity`, paired t-test over users on seed means, Holm across those tests."""
+    pop = c.methods.get("popularity")
+    if pop is None:
+        return None
+    base = pop.per_user(HEADLINE)
+    main = set((settings.families or {}).get("main", []))
+    names = [n for n in c.order if n != "popularity" and (n in main or n == c.reference)]
+    rows = {}
+    for name in names:
+        v = c.methods[name].per_user(HEADLINE)
+        if v is None or len(v) != len(base):
+            continue
+        diff = v - base
+        rows[name] = (float(diff.mean()), *c.ci(diff), paired_tests(v, base)["t_p"])
+    if not rows:
+        return None
+    adjusted = dict(zip(rows, holm([r[3] for r in rows.values()])))
+    parts = []
+    for name, (d, lo, hi, _) in rows.items():
+        word = ("above" if d > 0 else "below") if adjusted[name] < ALPHA else "not different"
+        parts.append(f"`{name}` {word} (Δ {d:+.4f} [{lo:+.4f}, {hi:+.4f}], "
+                     f"p = {_p(adjusted[name])})")
+    return (f"- Against `popularity` ({HEADLINE} {base.mean():.4f}; paired t-test over users "
+            f"on seed means, Holm over these {len(rows)}): " + "; ".join(parts) + ".")
 
 
 def _eval_users(result: dict) -> str:

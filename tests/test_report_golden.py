@@ -291,3 +291,21 @@ def test_seed_level_test_widens_with_the_seed_spread(tmp_path):
     assert interval == "[+0.0000, +0.5000]" and 0.4 < float(p) <= 1
     # the per-user t-test on seed-averaged values sees a constant +1/4: p = 0
     assert rows["recformer"][5] == "0"
+
+
+def test_findings_test_every_main_method_against_popularity(tmp_path):
+    """The floor line: NDCG@10 at rank r is 1 / log2(r + 1): popularity at rank 5 scores
+    0.3869; rank 1 and rank 3 everywhere are constant gains (t-test p = 0, above); a method
+    equal to popularity but for one user up and one down is not different."""
+    results = tmp_path / "results"
+    write_method(results, "sasrec_id", [3] * 10)
+    write_method(results, "popularity", [5] * 10)
+    write_method(results, "recformer", [1] * 10)
+    write_method(results, "sid_llm", [5] * 8 + [1, 7])
+    write_method(results, "item_knn", [1] * 10)  # not in the main family: not listed
+    findings = report(results, tmp_path).split("## Findings", 1)[1].split("\n## ", 1)[0]
+    line = next(x for x in findings.splitlines() if x.startswith("- Against `popularity`"))
+    assert line.startswith("- Against `popularity` (NDCG@10 0.3869; paired t-test over users "
+                           "on seed means, Holm over these 3): `recformer` above (Δ +0.6131 "
+                           "[+0.6131, +0.6131], p = 0); `sasrec_id` above (Δ +0.1131 ")
+    assert "`sid_llm` not different (Δ +0.0560 " in line and "item_knn" not in line
