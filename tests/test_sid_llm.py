@@ -381,17 +381,21 @@ def test_text_initialised_rows_start_at_the_mean_title_embedding_of_their_items(
                               atol=1e-6)
 
 
-def test_history_titles_and_the_steering_label_level_shape_the_prompt():
-    from benchmark.models.sid_lm import Prompter
-
+def three_item_prompter_parts(titles: list[str], labels: list[tuple[str, ...]]):
+    """(tokenizer, SID vocabulary, catalogue) of three items on a tiny random LM."""
     model, tok = tiny_random_lm(seed=0)
     codes, sizes = random_codes(3)
     vocab = SIDVocab(codes, sizes)
     vocab.extend(tok, model, seed=0)
-    catalog = ItemCatalog(["a", "b", "c"],
-                          [{"title": "Red Widget Deluxe Edition"}, {"title": "Blue Gadget"},
-                           {"title": "Green Thing"}],
-                          [("Lab", "Glassware"), ("Tools",), ("Lab", "Pipettes")])
+    return tok, vocab, ItemCatalog(["a", "b", "c"], [{"title": t} for t in titles], labels)
+
+
+def test_history_titles_and_the_steering_label_level_shape_the_prompt():
+    from benchmark.models.sid_lm import Prompter
+
+    tok, vocab, catalog = three_item_prompter_parts(
+        ["Red Widget Deluxe Edition", "Blue Gadget", "Green Thing"],
+        [("Lab", "Glassware"), ("Tools",), ("Lab", "Pipettes")])
     plain = tok.decode(Prompter(tok, vocab, catalog, 5).next_item(np.array([0, 1])))
     assert "Red" not in plain and vocab.item_text(0) in plain
     titled = tok.decode(Prompter(tok, vocab, catalog, 5, history_titles=2).next_item(
@@ -413,14 +417,8 @@ def test_the_request_task_asks_for_an_item_by_one_of_its_labels():
     never appears in the prompt. Off by default: the three original tasks only."""
     from benchmark.models.sid_lm import ALIGNMENT_TASKS, Prompter
 
-    model, tok = tiny_random_lm(seed=0)
-    codes, sizes = random_codes(3)
-    vocab = SIDVocab(codes, sizes)
-    vocab.extend(tok, model, seed=0)
-    catalog = ItemCatalog(["a", "b", "c"],
-                          [{"title": "Red Widget"}, {"title": "Blue Gadget"},
-                           {"title": "Green Thing"}],
-                          [("Lab", "Glassware"), ("Tools",), ()])
+    tok, vocab, catalog = three_item_prompter_parts(
+        ["Red Widget", "Blue Gadget", "Green Thing"], [("Lab", "Glassware"), ("Tools",), ()])
     plain = Prompter(tok, vocab, catalog, 5)
     assert plain.tasks == ALIGNMENT_TASKS and len(plain.alignment_examples(np.arange(3))) == 9
     asked = Prompter(tok, vocab, catalog, 5, request_alignment=True,
