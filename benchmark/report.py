@@ -30,9 +30,7 @@ from benchmark.statistics import (
     bootstrap_ci,
     compare_to_reference,
     hierarchical_bootstrap,
-    holm,
     holm_family,
-    paired_tests,
 )
 
 ALPHA = 0.05
@@ -398,30 +396,31 @@ def _findings(found: dict, settings: HarnessSettings) -> list[str]:
 
 def _against_popularity(c: Comparison, settings: HarnessSettings) -> str | None:
     """The floor every paradigm should clear: each `main`-family method (and the reference)
-    against `popularity`, paired t-test over users on seed means, Holm across those tests."""
+    against `popularity`, paired t-test over users on seed means, Holm across those tests
+    (the same comparison as against the reference, with popularity as the one family's
+    reference)."""
     pop = c.methods.get("popularity")
     if pop is None:
         return None
     base = pop.per_user(HEADLINE)
     main = set((settings.families or {}).get("main", []))
-    names = [n for n in c.order if n != "popularity" and (n in main or n == c.reference)]
-    rows = {}
-    for name in names:
+    per_user = {"popularity": base}
+    for name in c.order:
         v = c.methods[name].per_user(HEADLINE)
-        if v is None or len(v) != len(base):
-            continue
-        diff = v - base
-        rows[name] = (float(diff.mean()), *c.ci(diff), paired_tests(v, base)["t_p"])
-    if not rows:
+        if (name in main or name == c.reference) and v is not None and len(v) == len(base):
+            per_user[name] = v
+    tests = compare_to_reference(per_user, "popularity", alpha=ALPHA,
+                                 seed=settings.bootstrap_seed,
+                                 n_resamples=settings.bootstrap_resamples)
+    if not tests:
         return None
-    adjusted = dict(zip(rows, holm([r[3] for r in rows.values()])))
     parts = []
-    for name, (d, lo, hi, _) in rows.items():
-        word = ("above" if d > 0 else "below") if adjusted[name] < ALPHA else "not different"
-        parts.append(f"`{name}` {word} (Δ {d:+.4f} [{lo:+.4f}, {hi:+.4f}], "
-                     f"p = {_p(adjusted[name])})")
+    for name, t in tests.items():
+        d, (lo, hi), p = t["mean_diff"], t["diff_ci95"], t["t_p_holm"]
+        word = ("above" if d > 0 else "below") if p < ALPHA else "not different"
+        parts.append(f"`{name}` {word} (Δ {d:+.4f} [{lo:+.4f}, {hi:+.4f}], p = {_p(p)})")
     return (f"- Against `popularity` ({HEADLINE} {base.mean():.4f}; paired t-test over users "
-            f"on seed means, Holm over these {len(rows)}): " + "; ".join(parts) + ".")
+            f"on seed means, Holm over these {len(tests)}): " + "; ".join(parts) + ".")
 
 
 def _eval_users(result: dict) -> str:
@@ -606,8 +605,8 @@ def _steerability(found: dict) -> list[str]:
             seed = runs.results[0].get("seed")
             lines += [f"### {name} — {dataset} {protocol}", "",
                       f"Share of the top-{steer.get('top', 10)} items that carry the requested "
-                      f"genre, for {steer.get('users')} seeded users (their training histories), request template "
-                      f"`{steer.get('template')}`, against the same users' unsteered lists"
+                      f"genre, for {steer.get('users')} seeded users (their training "
+                      f"histories), request template `{steer.get('template')}`, against the same users' unsteered lists"
                       + (f" (seed {seed})." if seed is not None else "."), "",
                       tabulate(rows, ["genre", "unsteered", "steered", "lift"], tablefmt="pipe",
                                 disable_numparse=True), ""]
@@ -624,7 +623,7 @@ def _steerability(found: dict) -> list[str]:
 
 
 def _steerability_per_seed(results: list[dict]) -> list[str]:
-    """With several seeds: each seed's mean lift and title -> SID rate, one line each."""
+    """With several seeds: one paragraph with each seed's mean lift and title -> SID rate."""
     if len(results) < 2:
         return []
     lifts, trips = [], []
