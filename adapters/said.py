@@ -7,8 +7,10 @@ text only, so it is cached by catalogue and shared by both protocols; cold items
 their interactions are not. Stage 2 is the shared SASRec backbone with the exported
 embeddings, frozen, as its item table: a trainable linear adapter maps a row to SASRec's hidden
 size and serves as both input embedding and output scoring row (as SASRec-SID's composed
-table does). Serving never calls the LM. Everything else is SASRec-ID's, so the two differ
-only in the item table.
+table does). Serving never calls the LM. Everything else is SASRec-ID's but the stopping
+rule: stage 2 waits 30 validations for a new best, not 10, because its curve over a frozen
+table climbs in steps with long flat stretches (the evidence is in configs/methods/said.yaml).
+So the two differ in the item table and in patience.
 
 ``said_minilm`` (``table_source: minilm``) puts the MiniLM sentence embeddings of the same
 item text in the table instead: what the LLM alignment adds is the difference.
