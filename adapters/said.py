@@ -71,13 +71,37 @@ def item_text(catalog: Any, item: int, fields: list[str]) -> str:
     return "; ".join(parts) or catalog.title(item)
 
 
+def normalised_table(table: torch.Tensor) -> torch.Tensor:
+    """The frozen table as stage 2 reads it: centred, scaled to mean row norm 1."""
+    table = table.float() - table.float().mean(0)
+    return table / table.norm(dim=1).mean().clamp(min=1e-8)
+
+
+def table_spectrum(table: torch.Tensor) -> dict[str, float]:
+    """How many directions the normalised table spreads its items over.
+
+    ``effective_rank`` is exp of the entropy of the squared singular values' shares (Roy and
+    Vetterli, 2007): d for d equal directions, 1 when one direction holds everything.
+    ``top1``/``top5``/``top20`` are the variance shares of the leading directions and
+    ``s1_over_s50`` the ratio of the first to the 50th singular value (a linear adapter's
+    gradient along a direction scales with its singular value, so a large ratio means slow
+    learning along the directions that tell items apart).
+    """
+    s = torch.linalg.svdvals(normalised_table(table).double())
+    share = s**2 / (s**2).sum()
+    nz = share[share > 0]
+    return {"effective_rank": float(torch.exp(-(nz * nz.log()).sum())),
+            "top1": float(share[:1].sum()), "top5": float(share[:5].sum()),
+            "top20": float(share[:20].sum()),
+            "s1_over_s50": float(s[0] / s[49]) if len(s) >= 50 and s[49] > 0 else None}
+
+
 class FrozenTableEmbedder(nn.Module):
     """Item vector = a trainable linear map of a frozen per-item row (input and output)."""
 
     def __init__(self, table: torch.Tensor, hidden: int) -> None:
         super().__init__()
-        table = table.float() - table.float().mean(0)
-        table = table / table.norm(dim=1).mean().clamp(min=1e-8)
+        table = normalised_table(table)
         # Not persistent: the SASRec checkpoint keeps trainable weights only; the table is
         # rebuilt (or loaded) from its own cache entry, whose hash is part of the key.
         self.register_buffer("table", table, persistent=False)

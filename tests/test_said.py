@@ -231,3 +231,41 @@ def test_the_stage1_probe_trains_each_grid_point_and_picks_the_lowest_item_loss(
     assert rows[0]["loss_before"] == rows[1]["loss_before"]
     assert min(r["loss_after"] for r in rows) < rows[0]["loss_before"]
     assert record["chosen"] == min(rows, key=lambda r: r["loss_after"])["settings"]
+
+
+def test_table_spectrum_counts_the_directions_the_items_spread_over():
+    # Four items on two orthogonal axes, centred, unit rows: two equal directions.
+    two = torch.tensor([[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0], [0.0, -1.0]])
+    out = said.table_spectrum(two)
+    assert out["effective_rank"] == pytest.approx(2.0)
+    assert out["top1"] == pytest.approx(0.5) and out["top5"] == pytest.approx(1.0)
+    assert out["s1_over_s50"] is None  # fewer than 50 directions
+    # A shared offset is centred away, so items along one axis use one direction.
+    one = torch.tensor([[3.0, 5.0], [1.0, 5.0], [2.0, 5.0]])
+    assert said.table_spectrum(one)["effective_rank"] == pytest.approx(1.0)
+    # 60 independent directions with singular values 60, 59, ..., 1: s1 / s50 = 60 / 11.
+    scale = torch.arange(60, 0, -1, dtype=torch.float64)
+    basis = torch.cat([torch.diag(scale), -torch.diag(scale)])
+    assert said.table_spectrum(basis)["s1_over_s50"] == pytest.approx(60 / 11)
+
+
+def test_the_spectrum_tool_builds_each_table_as_a_run_does(tiny_atomic, cache_dir):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "tools" / "said_table_spectrum.py"
+    spec = importlib.util.spec_from_file_location("said_table_spectrum", path)
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    overrides = {"backbone": "tiny:random", "stage1_epochs": 1, "stage1_batch": 8,
+                 "match_items": 0, "max_text_tokens": 4, "item_dim": 8}
+    rows = tool.spectrum_rows(str(tiny_atomic), [0, 1], ["said"], cache_dir, overrides)
+    assert [r["seed"] for r in rows] == [0, 1]
+    n_items = len(tool.load_dataset(str(tiny_atomic)).catalog)
+    assert all(r["shape"][0] == n_items and r["stage1_cached"] is False for r in rows)
+    assert all(1.0 <= r["effective_rank"] <= r["shape"][1] for r in rows)
+    assert rows[0]["effective_rank"] != rows[1]["effective_rank"]  # per-seed stage 1
+    # A second call reads stage 1 from the cache, as a run after the first one does.
+    again = tool.spectrum_rows(str(tiny_atomic), [0], ["said"], cache_dir, overrides)
+    assert again[0]["stage1_cached"] is True
+    assert again[0]["effective_rank"] == pytest.approx(rows[0]["effective_rank"])
