@@ -7,10 +7,11 @@ text only, so it is cached by catalogue and shared by both protocols; cold items
 their interactions are not. Stage 2 is the shared SASRec backbone with the exported
 embeddings, frozen, as its item table: a trainable linear adapter maps a row to SASRec's hidden
 size and serves as both input embedding and output scoring row (as SASRec-SID's composed
-table does). Serving never calls the LM. Everything else is SASRec-ID's but the stopping
-rule: stage 2 waits 30 validations for a new best, not 10, because its curve over a frozen
-table climbs in steps with long flat stretches (the evidence is in configs/methods/said.yaml).
-So the two differ in the item table and in patience.
+table does). Serving never calls the LM. Everything else is SASRec-ID's but stage 2's
+optimiser: it waits 30 validations for a new best, not 10, because its curve over a frozen
+table climbs in steps with long flat stretches, and on ML-100K its learning rate (0.003) was
+chosen on validation (evidence in configs/methods/said.yaml). ``said_minilm`` keeps
+SASRec-ID's settings, under which its curves settle.
 
 ``said_minilm`` (``table_source: minilm``) puts the MiniLM sentence embeddings of the same
 item text in the table instead: what the LLM alignment adds is the difference.
