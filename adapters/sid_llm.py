@@ -5,8 +5,9 @@ benchmark.models.semantic_ids). Stage 1 trains only the new token rows on catalo
 (SID -> title, title -> SID, SID -> genres/year, and with ``request_alignment`` a genre request
 -> an item's SID): item text only, so it is cached by catalogue and shared by both protocols.
 Stage 2 fine-tunes on training histories -> next SID (LoRA + the new rows by default, full
-fine-tuning by config), mixed with the alignment tasks so the model keeps its language; a share of the examples carries a genre request taken from the target's
-catalogue labels, which is what makes the model steerable. Ranking is constrained beam search
+fine-tuning by config), mixed with the alignment tasks so the model keeps its language; a
+share of the examples carries a genre request taken from the target's catalogue labels, which
+is what makes the model steerable. Ranking is constrained beam search
 over the trie of valid SIDs minus the user's history (benchmark/models/sid_lm.py).
 
 Deviations from the reference work (a 2-core CPU, see configs/methods/sid_llm.yaml): a 135M
