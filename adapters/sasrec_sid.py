@@ -49,11 +49,16 @@ from torch import nn
 from benchmark import register
 from benchmark.adapter import RunContext, TrainData
 from benchmark.cache import stable_hash
-from benchmark.config import build_config, require_nested, require_probability
+from benchmark.config import require_nested, require_probability
 from benchmark.models.sasrec import SASRecAdapter, SASRecConfig
-from benchmark.models.semantic_ids import SemanticIDConfig, SemanticIDs, build_semantic_ids
+from benchmark.models.semantic_ids import (
+    SemanticIDConfig,
+    SemanticIDs,
+    build_semantic_ids,
+    semantic_id_config,
+)
 
-VERSION = 1
+VERSION = 2  # 2: the quantiser's seed follows the run's seed (was 0 for every seed)
 
 
 def composition_index(codes: np.ndarray, composition: str) -> np.ndarray:
@@ -172,7 +177,7 @@ class SASRecSID(SASRecAdapter):
     needs = frozenset({"item_text"})
 
     def prepare(self, train: TrainData, ctx: RunContext) -> None:
-        sid_config = build_config(SemanticIDConfig, [("semantic_ids", self.config.semantic_ids)])
+        sid_config = semantic_id_config(self.config.semantic_ids, ctx.seed)
         self.sids: SemanticIDs = build_semantic_ids(train.catalog, sid_config, cache=ctx.cache,
                                                     device=ctx.device,
                                                     show_progress=ctx.show_progress)

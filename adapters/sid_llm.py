@@ -28,7 +28,6 @@ import torch
 from adapters import sid_llm_diagnostics as diag
 from benchmark.adapter import AdapterBase, RunContext, TrainData, UserBatch
 from benchmark.config import (
-    build_config,
     require_at_least,
     require_nested,
     require_positive,
@@ -46,7 +45,8 @@ from benchmark.models.sid_lm import (
 from benchmark.models.training import get_or_train, train_with_patience
 from benchmark.registry import register
 
-VERSION = 2  # 2: LoRA's initial weights seeded by the run's seed (were the RNG's leftover state)
+VERSION = 3  # 2: LoRA's initial weights seeded by the run's seed (were the RNG's leftover state)
+# 3: the semantic IDs' quantiser seed follows the run's seed (was 0 for every seed)
 
 
 @register("sid_llm")
@@ -255,9 +255,9 @@ class SIDLLM(AdapterBase):
         return None
 
     def _semantic_ids(self, train: TrainData, ctx: RunContext) -> tuple[np.ndarray, list[int]]:
-        from benchmark.models.semantic_ids import SemanticIDConfig, build_semantic_ids
+        from benchmark.models.semantic_ids import build_semantic_ids, semantic_id_config
 
-        sid_cfg = build_config(SemanticIDConfig, [("semantic_ids", self.config.semantic_ids)])
+        sid_cfg = semantic_id_config(self.config.semantic_ids, ctx.seed)
         sids = build_semantic_ids(train.catalog, sid_cfg, cache=ctx.cache, device=ctx.device,
                                   show_progress=ctx.show_progress)
         self._sid_diagnostics = sids.diagnostics

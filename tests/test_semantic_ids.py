@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
@@ -9,6 +11,7 @@ from benchmark.cache import Cache
 from benchmark.data import ItemCatalog
 from benchmark.models.semantic_ids import (
     SemanticIDConfig,
+    SemanticIDs,
     add_disambiguation,
     build_semantic_ids,
     collision_diagnostics,
@@ -135,3 +138,41 @@ def test_build_semantic_ids_is_cached_by_text_and_config(tmp_path, monkeypatch):
     build_semantic_ids(catalog, small_config(method="rkmeans", seed=4), cache=cache,
                        show_progress=False)
     assert len(calls) == 2  # a changed config rebuilds
+
+
+def test_the_quantiser_seed_changes_the_codes():
+    # Unclustered points: the split into codes is arbitrary, so another seed draws another one.
+    x = np.random.default_rng(7).normal(size=(200, DIM)).astype(np.float32)
+    one = semantic_ids_from_embeddings(x, small_config(seed=0, epochs=5))
+    other = semantic_ids_from_embeddings(x, small_config(seed=1, epochs=5))
+    assert not np.array_equal(one.codes, other.codes)
+
+
+@pytest.mark.parametrize("method", ["sasrec_sid", "sid_llm"])
+@pytest.mark.parametrize(("run_seed", "pinned", "expected"), [(0, None, 0), (2, None, 2),
+                                                               (2, 5, 5)])
+def test_each_run_seed_builds_its_own_semantic_ids_unless_a_seed_is_pinned(
+        method, run_seed, pinned, expected, tmp_path, monkeypatch):
+    # DESIGN.md: semantic IDs are rebuilt per seed, so their randomness is in the seed spread;
+    # `semantic_ids.seed` in YAML or --set pins one build for every run seed.
+    from adapters.sasrec_sid import SASRecSID
+    from adapters.sid_llm import SIDLLM
+    from benchmark.adapter import RunContext
+
+    built = []
+
+    def fake_build(catalog, config, **kwargs):
+        built.append(config)
+        return SemanticIDs(np.zeros((3, 2), dtype=np.int64), [1, 3], {})
+
+    overrides = {"codebook_size": 8} | ({} if pinned is None else {"seed": pinned})
+    ctx = RunContext(seed=run_seed, device="cpu", cache=Cache(tmp_path), protocol="loo",
+                     catalog_hash="c", train_hash="t", show_progress=False)
+    train = SimpleNamespace(catalog=None)  # the fake build ignores the catalogue
+    if method == "sasrec_sid":
+        monkeypatch.setattr("adapters.sasrec_sid.build_semantic_ids", fake_build)
+        SASRecSID(SASRecSID.Config(semantic_ids=overrides)).prepare(train, ctx)
+    else:
+        monkeypatch.setattr("benchmark.models.semantic_ids.build_semantic_ids", fake_build)
+        SIDLLM(SIDLLM.Config(semantic_ids=overrides))._semantic_ids(train, ctx)
+    assert [(c.seed, c.codebook_size) for c in built] == [(expected, 8)]

@@ -30,7 +30,13 @@ from torch import nn
 from tqdm.auto import tqdm
 from vector_quantize_pytorch import ResidualVQ
 
-from benchmark.config import require_at_least, require_each, require_positive, require_range
+from benchmark.config import (
+    build_config,
+    require_at_least,
+    require_each,
+    require_positive,
+    require_range,
+)
 from benchmark.models.text_encoder import PACKAGED_MINILM, encode_items
 from benchmark.models.text_encoder import VERSION as TEXT_ENCODER_VERSION
 
@@ -67,7 +73,7 @@ class SemanticIDConfig:
     kmeans_iters: int = 20
     rotation_trick: bool = True
     text_model: str = PACKAGED_MINILM
-    seed: int = 0
+    seed: int = 0  # an adapter sets it to the run's seed (semantic_id_config) unless YAML does
 
     def __post_init__(self) -> None:
         for key in ("levels", "codebook_size", "latent_dim", "epochs", "batch_size",
@@ -91,6 +97,19 @@ class SemanticIDs:
     @property
     def n_levels(self) -> int:
         return self.codes.shape[1]
+
+
+def semantic_id_config(overrides: dict[str, Any], run_seed: int) -> SemanticIDConfig:
+    """The quantiser config of a run: defaults, then the run's seed, then the method's
+    ``semantic_ids`` block (YAML / ``--set``), later layers winning.
+
+    The quantiser's seed follows the run's seed, so each seed of SASRec-SID or the SID-LLM
+    rebuilds its codes and the codes' own randomness is part of the seed spread (DESIGN.md,
+    Statistics). Seed 0 keeps the codes every earlier seed-0 run used. A ``semantic_ids.seed``
+    set in YAML or on the command line pins one build for every run seed.
+    """
+    return build_config(SemanticIDConfig, [("run seed", {"seed": run_seed}),
+                                           ("semantic_ids", overrides)])
 
 
 def build_semantic_ids(catalog: ItemCatalog, config: SemanticIDConfig, *, cache: Cache,
