@@ -94,11 +94,22 @@ def atomic_write_files(files: dict[Path, bytes]) -> None:
                 os.unlink(tmp)
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()  # read once, at import: os.umask can only be read by setting it
+
+
 def _stage(path: Path, data: bytes) -> str:
     """``data`` in a new temporary file beside ``path``, flushed to disk; returns its name."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        if hasattr(os, "fchmod"):  # mkstemp makes it 0600; give it an ordinary file's mode
+            os.fchmod(fd, 0o666 & ~_UMASK)
         view = memoryview(data)
         while view:
             written = os.write(fd, view)

@@ -1,6 +1,8 @@
 """Result files are read back in the current shape, whatever schema version wrote them."""
 
 import json
+import os
+import stat
 
 import pytest
 
@@ -63,3 +65,16 @@ def test_json_intervals_equal_the_reports_one_bootstrap_order(tiny_atomic, tmp_p
         ci = bootstrap_ci(values[metric], seed=settings.bootstrap_seed,
                           n_resamples=settings.bootstrap_resamples)
         assert list(ci) == result["metrics"]["all"]["all"][metric]["ci95"]
+
+
+@pytest.mark.skipif(not hasattr(os, "fchmod"), reason="POSIX file modes")
+def test_written_files_get_an_ordinary_files_mode_not_the_temporary_files(tmp_path):
+    # The staging file comes from mkstemp (0600); a result others on the machine cannot read,
+    # or that a shared results/ folder hides from its group, is not what a user expects.
+    from benchmark.cache import atomic_write_files
+
+    target = tmp_path / "seed0.json"
+    atomic_write_files({target: b"{}"})
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~mask
