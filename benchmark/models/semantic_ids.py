@@ -73,7 +73,7 @@ class SemanticIDConfig:
     kmeans_iters: int = 20
     rotation_trick: bool = True
     text_model: str = PACKAGED_MINILM
-    seed: int = 0  # an adapter sets it to the run's seed (semantic_id_config) unless YAML does
+    seed: int = 0  # adapters set the run's seed (semantic_id_config) unless YAML or --set does
 
     def __post_init__(self) -> None:
         for key in ("levels", "codebook_size", "latent_dim", "epochs", "batch_size",
@@ -105,7 +105,7 @@ def semantic_id_config(overrides: dict[str, Any], run_seed: int) -> SemanticIDCo
 
     The quantiser's seed follows the run's seed, so each seed of SASRec-SID or the SID-LLM
     rebuilds its codes and the codes' own randomness is part of the seed spread (DESIGN.md,
-    Statistics). Seed 0 keeps the codes every earlier seed-0 run used. A ``semantic_ids.seed``
+    Evaluation). Seed 0 keeps the codes every earlier seed-0 run used. A ``semantic_ids.seed``
     set in YAML or on the command line pins one build for every run seed.
     """
     return build_config(SemanticIDConfig, [("run seed", {"seed": run_seed}),
