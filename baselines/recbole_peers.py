@@ -149,11 +149,12 @@ class RecBolePeer(AdapterBase):
         self.info = saved["info"]
 
     def _train(self, train: TrainData, ctx: RunContext, workdir: Path) -> dict[str, Any]:
-        """Train in a RecBole subprocess (or take the model a finished one left in ``workdir``);
-        its validation curve (RecBole's own validation target, see the module docstring) goes
+        """Train in a RecBole subprocess (or take the model a finished one left in ``workdir``,
+        counted at the training time that subprocess recorded); its validation curve (RecBole's own validation target, see the module docstring) goes
         into the run's training record."""
         result_path = workdir / "result.pt"
-        if not result_path.exists():
+        left_by_earlier = result_path.exists()
+        if not left_by_earlier:
             write_atomic_files(train.sequences, train.n_items, workdir / "data" / "peer")
             job = {"model": self.model_name, "mode": "train",
                    "settings": {**base_settings(workdir, "valid_only", ctx.seed, ctx.device),
@@ -163,6 +164,8 @@ class RecBolePeer(AdapterBase):
             run_recbole(workdir, job, show_progress=ctx.show_progress)
         saved = recbole_compat.load_checkpoint(result_path, ctx.device)
         info = saved["info"]
+        if left_by_earlier:  # its training ran in an earlier process: count it at its cost
+            ctx.restored_seconds += float(info.get("fit_seconds", 0.0))
         samples = info.get("samples_per_epoch", 0)
         for point in info["curve"]:  # one validation every eval_step epochs
             ctx.count_examples(samples * self.config.eval_step)

@@ -5,6 +5,10 @@ Errors in the user's input (unknown method, bad data file, unknown config key, e
 method's own code failing, an unwritable results or cache directory) print one line
 ``error: ...`` and exit with status 2; anything else is a bug of ours: one line
 ``error: internal error: ...`` and status 1. ``--debug`` adds the traceback.
+
+SIGTERM (``kill``, a batch scheduler's time limit) is handled like Ctrl-C: the run unwinds,
+so a RecBole training subprocess is stopped with it instead of training on as an orphan, and
+the invocation exits with status 143 (finished runs stay cached).
 """
 
 from __future__ import annotations
@@ -13,7 +17,9 @@ import argparse
 import contextlib
 import dataclasses
 import os
+import signal
 import sys
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -144,8 +150,12 @@ def main(argv: list[str] | None = None) -> int:
         argv.insert(lead, "run")
     args = build_parser().parse_args(argv)
     try:
-        return {"run": cmd_run, "tune": cmd_tune, "list": cmd_list, "report": cmd_report,
-                "recommend": cmd_converse, "chat": cmd_converse}[args.command](args)
+        with _sigterm_unwinds():
+            return {"run": cmd_run, "tune": cmd_tune, "list": cmd_list, "report": cmd_report,
+                    "recommend": cmd_converse, "chat": cmd_converse}[args.command](args)
+    except _Terminated:
+        print("terminated; finished runs are cached and will be reused", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         print("interrupted; finished runs are cached and will be reused", file=sys.stderr)
         return 130
@@ -159,6 +169,30 @@ def main(argv: list[str] | None = None) -> int:
         message, status = _error_line(exc, args)
         print(f"error: {message}", file=sys.stderr)
         return status
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the main thread is, so it unwinds as Ctrl-C does."""
+
+
+@contextlib.contextmanager
+def _sigterm_unwinds():
+    """While the command runs, SIGTERM raises :class:`_Terminated` instead of killing the
+    process outright: ``finally`` blocks and ``subprocess.run`` (which kills its child on any
+    exception) get to run. Only the main thread can take a signal handler; elsewhere (a test
+    runner's worker thread) SIGTERM keeps its handler."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def raise_terminated(signum: int, frame: Any) -> NoReturn:
+        raise _Terminated
+
+    previous = signal.signal(signal.SIGTERM, raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _error_line(exc: Exception, args: argparse.Namespace) -> tuple[str, int]:

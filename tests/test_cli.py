@@ -1,5 +1,6 @@
 """End to end through the CLI on the smoke profile: results, report, resume, determinism, errors."""
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -173,3 +174,36 @@ def test_commit_is_dirty_for_code_changes_but_not_for_run_outputs(tmp_path, monk
     assert provenance.git_commit() == clean  # a run rewriting its outputs is not a code change
     (tmp_path / "code.py").write_text("v2\n")
     assert provenance.git_commit() == clean + "+dirty"
+
+
+def test_sigterm_stops_the_child_process_a_run_is_waiting_on(tmp_path):
+    """`kill <pid>` of an invocation must not leave its subprocess (a RecBole training) running
+    as an orphan: SIGTERM unwinds like Ctrl-C, and the invocation exits with 143."""
+    import os
+    import signal
+    import time
+
+    pid_file = tmp_path / "child.pid"
+    child = (f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); "
+             "time.sleep(120)")
+    script = ("import subprocess, sys\nimport benchmark.cli as cli\n"
+              f"cli.cmd_list = lambda args: subprocess.run([sys.executable, '-c', {child!r}])\n"
+              "sys.exit(cli.main(['list']))\n")
+    outer = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE, text=True)
+    child_pid = None
+    try:
+        deadline = time.monotonic() + 60
+        while not (pid_file.exists() and pid_file.read_text()):
+            assert time.monotonic() < deadline and outer.poll() is None, outer.stderr.read()
+            time.sleep(0.05)
+        child_pid = int(pid_file.read_text())
+        outer.send_signal(signal.SIGTERM)
+        assert outer.wait(timeout=60) == 128 + signal.SIGTERM
+        assert "terminated; finished runs are cached" in outer.stderr.read()
+        with pytest.raises(ProcessLookupError):  # reaped by the invocation before it exited
+            os.kill(child_pid, 0)
+    finally:
+        outer.kill()
+        if child_pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child_pid, signal.SIGKILL)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -53,6 +54,17 @@ def test_recbole_sasrec_trains_and_is_scored_by_our_evaluator(tmp_path, monkeypa
     again, _, _ = fit_peer(peers.RecBoleSASRec, tmp_path)
     np.testing.assert_array_equal(
         evaluate(again, split.test, N_ITEMS, mask_history=False).ranks, ranks)
+
+    # A model that a RecBole subprocess left behind (its parent died before caching it) is
+    # taken as it is, and its training counts at the time the subprocess recorded, not at 0 s.
+    shutil.rmtree(tmp_path / "recbole_peer")
+    assert len(list((tmp_path / "recbole").glob("*/result.pt"))) == 1
+    taken, _, taken_ctx = fit_peer(peers.RecBoleSASRec, tmp_path)
+    assert adapter.info["fit_seconds"] > 0
+    assert taken_ctx.restored_seconds == pytest.approx(adapter.info["fit_seconds"])
+    assert taken_ctx.elapsed() >= adapter.info["fit_seconds"]
+    np.testing.assert_array_equal(
+        evaluate(taken, split.test, N_ITEMS, mask_history=False).ranks, ranks)
 
 
 def test_empty_histories_are_scored(tmp_path):
