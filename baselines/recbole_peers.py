@@ -150,8 +150,8 @@ class RecBolePeer(AdapterBase):
 
     def _train(self, train: TrainData, ctx: RunContext, workdir: Path) -> dict[str, Any]:
         """Train in a RecBole subprocess (or take the model a finished one left in ``workdir``,
-        counted at the training time that subprocess recorded); its validation curve (RecBole's own validation target, see the module docstring) goes
-        into the run's training record."""
+        counted at the training time that subprocess recorded); its validation curve (RecBole's
+        own validation target, see the module docstring) goes into the run's training record."""
         result_path = workdir / "result.pt"
         left_by_earlier = result_path.exists()
         if not left_by_earlier:
