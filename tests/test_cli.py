@@ -2,8 +2,11 @@
 
 import contextlib
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 
 import pandas as pd
 import pytest
@@ -179,10 +182,6 @@ def test_commit_is_dirty_for_code_changes_but_not_for_run_outputs(tmp_path, monk
 def test_sigterm_stops_the_child_process_a_run_is_waiting_on(tmp_path):
     """`kill <pid>` of an invocation must not leave its subprocess (a RecBole training) running
     as an orphan: SIGTERM unwinds like Ctrl-C, and the invocation exits with 143."""
-    import os
-    import signal
-    import time
-
     pid_file = tmp_path / "child.pid"
     child = (f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); "
              "time.sleep(120)")
