@@ -1,7 +1,10 @@
 """Content-addressed cache with atomic writes and per-key locks.
 
-A key is a hash of everything that changes an artefact (inputs' fingerprints, config, a version
-constant of the module that builds it, seed). Writes go to a temporary file with a unique name
+A key is a hash of everything that changes an artefact (inputs' fingerprints, config, seed) and
+of the code that builds it: :meth:`Cache.get_or_build` and :meth:`Cache.torch_path` add the
+canonical code fingerprint of the module that asks (:mod:`benchmark.code_fingerprint`), so an
+edit to the builder or to anything of the project it imports rebuilds the artefact, and a
+documentation edit does not. Writes go to a temporary file with a unique name
 in the same directory, are fsynced and renamed into place, so an interrupted run, a full disk or
 a second invocation writing the same file never leaves a half-written entry. An entry that does
 not load anyway (damaged by hand, by another tool) is rebuilt with a warning, never served.
@@ -31,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from benchmark.code_fingerprint import caller_fingerprint
 from benchmark.errors import BenchmarkError
 
 try:
@@ -200,13 +204,15 @@ class Cache:
         finally:
             os.close(fd)  # closing the descriptor releases the lock
 
-    def get_or_build(self, kind: str, key_parts: Any, build: Callable[[], Any]) -> Any:
+    def get_or_build(self, kind: str, key_parts: Any, build: Callable[[], Any],
+                     code: str | None = None) -> Any:
         """Load the pickled artefact for ``key_parts`` or build, store and return it.
 
-        One process builds a missing key while others wait for it; an entry that does not
-        unpickle is rebuilt (with a warning), not served.
+        The key also holds ``code``, by default the fingerprint of the calling module. One
+        process builds a missing key while others wait for it; an entry that does not unpickle
+        is rebuilt (with a warning), not served.
         """
-        key = stable_hash(key_parts)
+        key = stable_hash([code or caller_fingerprint(), key_parts])
         path = self.path(kind, key)
         found, value = self._load(path)
         if found:
@@ -232,6 +238,7 @@ class Cache:
                 warn_damaged(path, exc)
             return False, None
 
-    def torch_path(self, kind: str, key_parts: Any) -> Path:
-        """Where a torch checkpoint for ``key_parts`` lives (the caller saves via atomic write)."""
-        return self.path(kind, stable_hash(key_parts), "pt")
+    def torch_path(self, kind: str, key_parts: Any, code: str | None = None) -> Path:
+        """Where a torch checkpoint for ``key_parts`` and the code ``code`` (by default the
+        calling module's fingerprint) lives; the caller saves it via atomic write."""
+        return self.path(kind, stable_hash([code or caller_fingerprint(), key_parts]), "pt")

@@ -120,12 +120,13 @@ class GridRun:
             harness_overrides=self.harness_overrides)
 
 
-def finished_line(job: Job, path: Path) -> str:
-    """The console line of a finished job: method, dataset, protocol, seed, headline."""
+def finished_line(job: Job, path: Path, outcome: str | None = None) -> str:
+    """The console line of a finished job: method, dataset, protocol, seed, headline, and
+    whether it was computed or reused from the cache."""
     from benchmark.results import headline
 
     return (f"{job.method:20s} {path.parts[-4]:18s} {job.protocol:9s} seed{job.seed}: "
-            f"{headline(path)}")
+            f"{headline(path)}" + (f"  ({outcome})" if outcome else ""))
 
 
 def run_serial(jobs: Sequence[Job], run: GridRun, progress: bool = True) -> None:
@@ -138,5 +139,5 @@ def run_serial(jobs: Sequence[Job], run: GridRun, progress: bool = True) -> None
     bar = tqdm(jobs, desc="runs", disable=not progress)
     for job in bar:
         bar.set_postfix_str(job.label())
-        path = runner.run(run.request(job))
-        tqdm.write(finished_line(job, path))
+        path, outcome = runner.run_with_outcome(run.request(job))
+        tqdm.write(finished_line(job, path, outcome))

@@ -11,8 +11,19 @@ per test case, ranks empty or integers >= 1, each user once); a file that fails 
 BenchmarkError naming it, or, read leniently, a :class:`Skipped` entry the report lists.
 
 Reading accepts every schema version listed in ``READABLE_SCHEMAS`` and hands back the current
-shape: a version-1 ``training.validation_ndcg10`` (a list of floats) becomes ``training.curve``
-points whose ``examples`` and ``seconds`` are unknown (None).
+shape (:func:`upgrade`): a version-1 ``training.validation_ndcg10`` (a list of floats) becomes
+``training.curve`` points whose ``examples`` and ``seconds`` are unknown (None); before version
+3 the dataset's ``source`` was an absolute path of the machine that ran it, the ``harness``
+block held settings that do not change a run (datasets, seeds, reference, peers, families), and
+no ``code`` fingerprint was recorded (it reads as None: unknown).
+
+A result file holds nothing that names the machine's folders: the dataset is named, with its
+content fingerprint, and its source file is given relative to the repository, to the installed
+package that ships it, or by file name alone (:func:`portable_source`). What changes on every
+rerun of the same run (timings, peak memory, package versions, commit, hardware, the wall
+seconds of curve points: :data:`VOLATILE`) is kept from the file already in place when a rerun
+reproduces its per-user file and metrics exactly, so rerunning a committed run leaves it
+byte-identical (:func:`install`).
 """
 
 from __future__ import annotations
@@ -20,6 +31,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,6 +42,7 @@ import pandas as pd
 from benchmark.cache import atomic_write_files
 from benchmark.errors import BenchmarkError
 from benchmark.evaluation import HEADLINE, history_buckets, metric_values, popularity_buckets
+from benchmark.registry import REPO_ROOT
 from benchmark.statistics import bootstrap_ci
 
 if TYPE_CHECKING:
@@ -38,8 +51,15 @@ if TYPE_CHECKING:
     from benchmark.splits import Split
 
 TUNING_VERSION = 1  # the record `tune` writes (benchmark/tuning.py)
-SCHEMA_VERSION = 2  # 2: training.curve holds {examples, seconds, valid_ndcg10} points
-READABLE_SCHEMAS = (1, 2)
+# 2: training.curve holds {examples, seconds, valid_ndcg10} points; 3: no machine paths
+# (portable dataset source), a `code` fingerprint, only run-defining harness settings.
+SCHEMA_VERSION = 3
+READABLE_SCHEMAS = (1, 2, 3)
+# Fields that differ on every rerun of one run; kept from the file in place when a rerun
+# reproduces it (and the `seconds` of each training.curve point).
+VOLATILE = ("environment", "timing", "peak_rss_mb")
+# Harness settings that do not change a run (what --all covers, how the report compares).
+NOT_RUN_SETTINGS = ("datasets", "reference", "fallback_reference", "seeds", "peers", "families")
 
 # --------------------------------------------------------------------------- writing
 
@@ -112,6 +132,32 @@ def slice_metrics(per_user: pd.DataFrame, slices: dict[str, dict[str, np.ndarray
     return out
 
 
+def portable_source(source: str | None) -> str | None:
+    """A dataset's source file without the machine's folders: relative to the repository
+    (``data/...``), as ``package:<name>/...`` inside an installed package, or the file name."""
+    if not source:
+        return source
+    path = Path(source)
+    if not path.is_absolute():
+        return path.as_posix()
+    resolved = path.resolve()
+    if resolved.is_relative_to(REPO_ROOT):
+        return resolved.relative_to(REPO_ROOT).as_posix()
+    for entry in sys.path:
+        if entry and Path(entry).name in ("site-packages", "dist-packages"):
+            base = Path(entry).resolve()
+            if resolved.is_relative_to(base):
+                return f"package:{resolved.relative_to(base).as_posix()}"
+    return path.name
+
+
+def result_harness(settings: HarnessSettings) -> dict[str, Any]:
+    """The harness settings a result records: those that define the run."""
+    from benchmark.config import to_dict
+
+    return {k: v for k, v in to_dict(settings).items() if k not in NOT_RUN_SETTINGS}
+
+
 def jsonable(obj: Any) -> Any:
     """``obj`` with numpy values as Python ones and non-finite floats as None (strict JSON)."""
     if isinstance(obj, dict):
@@ -158,11 +204,39 @@ def is_complete(run_dir: Path) -> bool:
 
 def install(run_dir: Path, target: Path) -> None:
     """Copy a finished run from its cache folder to ``target`` (the JSON) and the CSV beside it,
-    both or neither."""
-    atomic_write_files({
-        target.with_suffix(".per_user.csv"): (run_dir / "per_user.csv").read_bytes(),
-        target: (run_dir / "result.json").read_bytes(),
-    })
+    both or neither. Where ``target`` holds the same run already (the same per-user file and
+    metrics), its :data:`VOLATILE` fields are kept, and an otherwise equal file is left as it
+    is, byte for byte."""
+    per_user = (run_dir / "per_user.csv").read_bytes()
+    result = _keep_volatile(target, per_user, (run_dir / "result.json").read_bytes())
+    atomic_write_files({target.with_suffix(".per_user.csv"): per_user, target: result})
+
+
+def _keep_volatile(target: Path, per_user: bytes, result: bytes) -> bytes:
+    """``result``, or the file at ``target`` where it reports the same run (see install)."""
+    try:
+        if target.with_suffix(".per_user.csv").read_bytes() != per_user:
+            return result
+        old_bytes = target.read_bytes()
+        old, new = json.loads(old_bytes), json.loads(result)
+    except (OSError, ValueError):
+        return result
+    if not isinstance(old, dict) or old.get("metrics") != new.get("metrics"):
+        return result
+    for key in VOLATILE:
+        if key in old:
+            new[key] = old[key]
+    old_curve = (old.get("training") or {}).get("curve")
+    new_curve = (new.get("training") or {}).get("curve")
+    if isinstance(old_curve, list) and isinstance(new_curve, list) and len(old_curve) == len(
+            new_curve) and all(isinstance(p, dict) for p in old_curve):
+        for o, n in zip(old_curve, new_curve):
+            if {k: v for k, v in o.items() if k != "seconds"} == {
+                    k: v for k, v in n.items() if k != "seconds"}:
+                n["seconds"] = o.get("seconds")
+    if new == old:
+        return old_bytes
+    return json.dumps(new, indent=1, sort_keys=False).encode("utf-8")
 
 
 def headline(result_path: Path) -> str:
@@ -190,14 +264,38 @@ def read_result(path: Path) -> dict[str, Any]:
         raise BenchmarkError(
             f"{path}: result schema version {version!r} is unknown; this version of the "
             f"benchmark reads versions {', '.join(map(str, READABLE_SCHEMAS))}")
+    return upgrade(result)
+
+
+def upgrade(result: dict[str, Any]) -> dict[str, Any]:
+    """A result of any readable schema in the current shape (the module docstring says what
+    changed); the current schema is returned as it is."""
+    version = result.get("schema_version")
+    if version == SCHEMA_VERSION:
+        return result
+    out: dict[str, Any] = {}
+    for key, value in result.items():
+        out[key] = value
+        if key == "adapter":  # where a current file has it
+            out["code"] = {"fingerprint": None, "note": f"made before code fingerprints "
+                                                        f"(schema {version})"}
+    out.setdefault("code", {"fingerprint": None})
+    out["schema_version"] = SCHEMA_VERSION
     if version == 1:
-        training = dict(result.get("training") or {})
+        training = dict(out.get("training") or {})
         values = training.pop("validation_ndcg10", None) or []
         training["examples_seen"] = None
         training["curve"] = [{"examples": None, "seconds": None, "valid_ndcg10": v}
                              for v in values]
-        result["training"] = training
-    return result
+        out["training"] = training
+    dataset = out.get("dataset")
+    if isinstance(dataset, dict) and isinstance(dataset.get("stats"), dict):
+        stats = dataset["stats"]
+        out["dataset"] = {**dataset, "stats": {**stats,
+                                               "source": portable_source(stats.get("source"))}}
+    if isinstance(out.get("harness"), dict):
+        out["harness"] = {k: v for k, v in out["harness"].items() if k not in NOT_RUN_SETTINGS}
+    return out
 
 
 # What the report reads from every result JSON besides the per-user file.

@@ -19,6 +19,7 @@ import numpy as np
 from benchmark import provenance, registry
 from benchmark.adapter import RunContext, TrainData, method_phase
 from benchmark.cache import Cache, stable_hash
+from benchmark.code_fingerprint import HARNESS_MODULE, canonical, method_fingerprint
 from benchmark.config import build_config, method_layers, to_dict
 from benchmark.data import Dataset
 from benchmark.datasets import dataset_fingerprint, load_dataset
@@ -30,15 +31,14 @@ from benchmark.results import (
     install,
     jsonable,
     per_user_table,
+    portable_source,
+    result_harness,
     run_problem,
     slice_metrics,
     write_run,
 )
 from benchmark.settings import HarnessSettings, default_cache_dir, harness_settings, results_dir_for
 from benchmark.splits import PROTOCOLS, Cases, Split, eval_user_sample, make_split
-
-RUNNER_VERSION = 3  # bump when a change here alters results, to invalidate cached runs
-
 
 # --------------------------------------------------------------------------- methods
 
@@ -171,24 +171,33 @@ def validation_sample(n_cases: int, cases: int, seed: int) -> np.ndarray:
 
 
 def run_key(req: RunRequest, settings: HarnessSettings, dataset: Dataset, split: Split,
-            config: Any, cls: type) -> str:
-    """Cache key of a finished run: everything that determines its result, never the commit."""
-    module = sys.modules.get(cls.__module__)
+            config: Any, cls: type, code: str) -> str:
+    """Cache key of a finished run: everything that determines its result (the code by its
+    canonical fingerprint, :mod:`benchmark.code_fingerprint`), never the commit."""
     return stable_hash({
-        "runner": RUNNER_VERSION, "dataset": dataset_fingerprint(dataset),
+        "code": canonical(code), "dataset": dataset_fingerprint(dataset),
         "split": split.fingerprint(), "method": req.method, "class": cls.__qualname__,
-        "module_version": getattr(module, "VERSION", 0), "config": to_dict(config),
-        "seed": req.seed, "mask_history": settings.mask_history, "top_k": settings.top_k,
+        "config": to_dict(config), "seed": req.seed, "mask_history": settings.mask_history,
+        "top_k": settings.top_k,
         "bootstrap": [settings.bootstrap_resamples, settings.bootstrap_seed],
     })
 
 
-def run(req: RunRequest) -> Path:
-    """Run one (method, dataset, protocol, seed); return the path of its result JSON.
+COMPUTED, REUSED = "computed", "reused from the cache"
 
-    A run found finished in the cache is copied, not recomputed. Concurrent invocations on one
-    cache take the run's lock around check -> fit -> write: the second waits for the first,
-    then copies its finished run. A cached run that does not read back whole is recomputed.
+
+def run(req: RunRequest) -> Path:
+    """Run one (method, dataset, protocol, seed); return the path of its result JSON."""
+    return run_with_outcome(req)[0]
+
+
+def run_with_outcome(req: RunRequest) -> tuple[Path, str]:
+    """Run one (method, dataset, protocol, seed): the path of its result JSON, and whether it
+    was ``COMPUTED`` or ``REUSED`` (copied from a finished run in the cache).
+
+    Concurrent invocations on one cache take the run's lock around check -> fit -> write: the
+    second waits for the first, then copies its finished run. A cached run that does not read
+    back whole is recomputed.
     """
     import torch
 
@@ -200,7 +209,8 @@ def run(req: RunRequest) -> Path:
     cache_dir = req.cache_dir or default_cache_dir()
     out_dir = results_dir_for(req.profile, req.results_dir, cache_dir)
     target = out_dir / dataset.name / req.protocol / req.method / f"seed{req.seed}.json"
-    key = run_key(req, settings, dataset, split, config, cls)
+    code = method_fingerprint(cls.__module__)
+    key = run_key(req, settings, dataset, split, config, cls, code)
     cached = cache_dir / "runs" / key
     waiting = (f"waiting for another invocation running {req.method} {dataset.name} "
                f"{req.protocol} seed{req.seed} on cache {cache_dir}")
@@ -208,17 +218,17 @@ def run(req: RunRequest) -> Path:
         problem = run_problem(cached)
         if problem is None:
             install(cached, target)
-            return target
+            return target, REUSED
         if problem != NOT_FINISHED:
             print(f"warning: cached run {cached} is damaged ({problem}); recomputing it",
                   file=sys.stderr)
-        _compute(req, settings, dataset, split, cls, config, cached)
+        _compute(req, settings, dataset, split, cls, config, cached, code)
         install(cached, target)
-    return target
+    return target, COMPUTED
 
 
 def _compute(req: RunRequest, settings: HarnessSettings, dataset: Dataset, split: Split,
-             cls: type, config: Any, cached: Path) -> None:
+             cls: type, config: Any, cached: Path, code: str) -> None:
     """Fit, evaluate on the test cases, and write the finished run into ``cached``."""
     adapter, ctx, fit_seconds = fit_adapter(req, settings, dataset, split)
     progress = _progress(req.show_progress, f"{req.method} test")
@@ -232,7 +242,8 @@ def _compute(req: RunRequest, settings: HarnessSettings, dataset: Dataset, split
     result = {
         "schema_version": SCHEMA_VERSION,
         "dataset": {"name": dataset.name, "fingerprint": dataset_fingerprint(dataset),
-                    "stats": dataset.stats},
+                    "stats": {**dataset.stats,
+                              "source": portable_source(dataset.stats.get("source"))}},
         "protocol": req.protocol,
         "split_hash": split.fingerprint(),
         "cold_set_hash": split.cold_fingerprint(),
@@ -246,11 +257,12 @@ def _compute(req: RunRequest, settings: HarnessSettings, dataset: Dataset, split
         "n_test_cases": len(split.test),
         "method": req.method,
         "adapter": f"{cls.__module__}:{cls.__qualname__}",
+        "code": {"fingerprint": code, "covers": [cls.__module__, HARNESS_MODULE]},
         "profile": req.profile,
         "config": to_dict(config),
         "seed": req.seed,
-        "harness": {**to_dict(settings), "ties": "pessimistic", "ranking": "full catalogue",
-                    "history_bucket_edges": edges},
+        "harness": {**result_harness(settings), "ties": "pessimistic",
+                    "ranking": "full catalogue", "history_bucket_edges": edges},
         "output": getattr(adapter, "output", "scores"),
         "list_length": ev.list_length,
         "duplicate_rate": ev.duplicate_rate,

@@ -3,6 +3,7 @@
 import json
 import os
 import stat
+import sys
 
 import pytest
 
@@ -24,14 +25,32 @@ def test_version_1_validation_values_become_curve_points(tmp_path):
                                   {"examples": None, "seconds": None, "valid_ndcg10": 0.25}]}
 
 
-def test_version_2_is_read_as_written(tmp_path):
+def test_version_2_curves_are_read_as_written(tmp_path):
     training = {"stop_reason": "epoch_cap", "examples_seen": 64,
                 "curve": [{"examples": 64, "seconds": 1.5, "valid_ndcg10": 0.2}]}
-    assert SCHEMA_VERSION == 2
     assert read_result(_write(tmp_path / "seed0.json", 2, training))["training"] == training
 
 
-@pytest.mark.parametrize("version", [3, None])
+def test_before_version_3_the_code_is_unknown_and_machine_paths_and_run_free_settings_go(
+        tmp_path):
+    site = next(p for p in sys.path if p.endswith("site-packages"))
+    path = tmp_path / "seed0.json"
+    path.write_text(json.dumps({
+        "schema_version": 2, "dataset": {"name": "ml-100k", "stats": {
+            "source": f"{site}/recbole/dataset_example/ml-100k/ml-100k.inter"}},
+        "adapter": "baselines.popularity:Popularity",
+        "harness": {"mask_history": True, "families": {"main": ["a"]}, "seeds": [0]},
+        "training": {}}))
+    result = read_result(path)
+    assert SCHEMA_VERSION == 3 and result["schema_version"] == 3
+    assert result["dataset"]["stats"]["source"] == (
+        "package:recbole/dataset_example/ml-100k/ml-100k.inter")
+    assert result["code"]["fingerprint"] is None
+    assert result["harness"] == {"mask_history": True}
+    assert list(result)[:4] == ["schema_version", "dataset", "adapter", "code"]
+
+
+@pytest.mark.parametrize("version", [4, None])
 def test_an_unknown_version_is_an_error_that_names_the_file(tmp_path, version):
     path = _write(tmp_path / "seed7.json", version, {})
     with pytest.raises(BenchmarkError, match=r"seed7\.json: result schema version .* unknown"):

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmark.adapter import RunContext
-from benchmark.cache import atomic_write_bytes, warn_damaged
+from benchmark.cache import atomic_write_bytes, caller_fingerprint, warn_damaged
 
 # Bump when the stored layout changes ({"state", "record"}); it is part of every key.
 CHECKPOINT_FORMAT = 2
@@ -34,10 +34,11 @@ def get_or_train(ctx: RunContext, kind: str, key: Any, train: Callable[[], Any],
     """``(train()'s state, False)`` for ``key``, or ``(state, True)`` when ``<cache>/<kind>/``
     holds it from an earlier training.
 
-    ``key`` must cover everything that changes the state (inputs' fingerprints, config, the
-    module's VERSION, seed). ``weights_only=False`` is for states that pickle objects.
+    ``key`` must cover everything that changes the state (inputs' fingerprints, config, seed);
+    the code fingerprint of the module that calls this one is added to it. ``weights_only=False``
+    is for states that pickle objects.
     """
-    path = ctx.cache.torch_path(kind, [CHECKPOINT_FORMAT, key])
+    path = ctx.cache.torch_path(kind, [CHECKPOINT_FORMAT, key], code=caller_fingerprint())
     saved = _load(path, map_location, weights_only, warn=True)
     if saved is None:
         with ctx.cache.lock(f"{kind}-{path.stem}"):
