@@ -182,3 +182,22 @@ def test_committed_results_are_current_and_name_no_machine_folder():
     old = [p for p in paths if json.loads(p.read_text())["schema_version"] != 3]
     absolute = [p for p in paths if re.search(r'": "(/|[A-Za-z]:\\\\)', p.read_text())]
     assert old == [] and absolute == []
+
+
+def test_equivalence_entries_only_for_byte_identical_smoke_results(tmp_path):
+    from benchmark.equivalence import identical_methods, record
+
+    old, new = tmp_path / "old", tmp_path / "new"
+    for root, flipped in ((old, "1"), (new, "2")):
+        for method, rank in (("kept", "1"), ("flipped", flipped)):
+            f = root / "tiny" / "loo" / method / "seed0.per_user.csv"
+            f.parent.mkdir(parents=True)
+            f.write_text(f"user_id,target_item_id,rank\nu,i,{rank}\n")
+    same = identical_methods(old, new)
+    assert same == {"kept": True, "flipped": False}
+    path = tmp_path / "eq.json"
+    written = record("abc", {"kept": ("o1", "n1"), "flipped": ("o2", "n2")},
+                     {"benchmark.x": ("o3", "n3")}, same, path)
+    assert [(e["old"], e["new"]) for e in written] == [("o1", "n1")]  # no module entry: one
+    assert cf.canonical("n1", cf.equivalences(path)) == "o1"          # method differs
+    assert cf.canonical("n2", cf.equivalences(path)) == "n2"
