@@ -146,6 +146,9 @@ def _closure(roots: Iterable[str], tree: _Tree) -> dict[str, str]:
             continue
         seen.add(name)
         found = tree.locate(name, near)
+        if found is None and name in roots:
+            raise BenchmarkError(f"{name}: not a module of this project, nor a loaded "
+                                 "adapter module: its code cannot be fingerprinted")
         if found is None:
             continue
         path, source, is_package = found
@@ -161,8 +164,6 @@ def fingerprint_of(roots: Iterable[str], root: Path = REPO_ROOT, reader: Reader 
                    extra: dict[str, Path] | None = None) -> str:
     """The fingerprint of the modules ``roots`` and everything of the project they import."""
     closure = _closure(list(roots), _Tree(root, reader, extra))
-    if not closure:
-        raise BenchmarkError(f"no project module among {', '.join(roots)}: nothing to fingerprint")
     text = json.dumps(sorted(closure.items()))
     return hashlib.sha256(text.encode()).hexdigest()[:LENGTH]
 

@@ -128,6 +128,9 @@ def certify(since: str) -> tuple[list[dict], list[str]]:
             smoke_grid(registry.REPO_ROOT, sorted(methods), Path(tmp) / "new-run")
             same = identical_methods(Path(tmp) / "old-run" / "results",
                                      Path(tmp) / "new-run" / "results")
+            if changed_methods(old_tree, method_modules()) != methods:
+                raise BenchmarkError("the checkout's code changed while the check ran; "
+                                     "run it again on a checkout that stays as it is")
         finally:
             _git("worktree", "remove", "--force", str(old_tree))
     return record(commit, methods, modules, same), sorted(m for m in methods if not same.get(m))

@@ -1,0 +1,80 @@
+"""Whether each result was made by the code of this checkout, for the report.
+
+A result records the fingerprint of the code it ran (``code.fingerprint``, schema 3). The report
+compares it with the checkout's fingerprint of the same adapter module and harness: equal, or
+linked by code-equivalence entries, the result is this code's; different, the report says so,
+naming the methods; absent (files made before schema 3), the report says how many results
+cannot be checked. Methods from outside the repository are checked only where their module is
+loaded (``--adapter-module``); otherwise they count as unchecked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from benchmark import code_fingerprint as cf
+from benchmark.errors import BenchmarkError
+
+
+@dataclass
+class CodeStatus:
+    """The results of one table, sorted by whose code made them."""
+
+    current: int = 0
+    unknown: list[str] = field(default_factory=list)  # "method seedK" made before schema 3
+    differs: list[str] = field(default_factory=list)  # made by other code, no entry links it
+
+    def lines(self) -> list[str]:
+        """What the report says under the table (nothing when every result is this code's)."""
+        out = []
+        if self.differs:
+            out.append(f"Code: {len(self.differs)} result(s) were made with code that differs "
+                       f"from this checkout's and no code-equivalence entry links them: "
+                       f"{_grouped(self.differs)}. Rerun them to measure this code.")
+        if self.unknown:
+            out.append(f"Code: {len(self.unknown)} of {self._total()} results predate code "
+                       f"fingerprints (result schema < 3), so whether this checkout's code "
+                       f"reproduces them is not recorded: {_grouped(self.unknown)}.")
+        return out
+
+    def _total(self) -> int:
+        return self.current + len(self.unknown) + len(self.differs)
+
+
+def _grouped(labels: list[str]) -> str:
+    """``a seed0, a seed1, b seed0`` -> ``a (seeds 0, 1), b (seed 0)``."""
+    seeds: dict[str, list[str]] = {}
+    for label in labels:
+        method, _, seed = label.rpartition(" seed")
+        seeds.setdefault(method, []).append(seed)
+    return ", ".join(f"{m} (seed{'s' if len(s) > 1 else ''} {', '.join(s)})"
+                     for m, s in seeds.items())
+
+
+def code_status(results: Iterable[dict[str, Any]], entries: list[dict] | None = None
+                ) -> CodeStatus:
+    """Sort ``results`` (result JSONs of one table) by whether this checkout's code made them."""
+    entries = cf.equivalences() if entries is None else entries
+    status, current_of = CodeStatus(), {}
+    for result in results:
+        label = f"{result.get('method')} seed{result.get('seed')}"
+        recorded = (result.get("code") or {}).get("fingerprint")
+        module = str(result.get("adapter", "")).partition(":")[0]
+        if recorded is None:
+            status.unknown.append(label)
+            continue
+        if module not in current_of:
+            try:
+                current_of[module] = cf.method_fingerprint(module)
+            except BenchmarkError:  # an external module that is not loaded here
+                current_of[module] = None
+        current = current_of[module]
+        if current is None:
+            status.unknown.append(label)
+        elif cf.same_code(recorded, current, entries):
+            status.current += 1
+        else:
+            status.differs.append(label)
+    return status
