@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import re
+from bisect import bisect_right
 from collections import Counter
 from typing import Any
 
@@ -136,15 +137,71 @@ def explain(catalog: Any, history: np.ndarray, items: list[int], prompt: str | N
     return ("; ".join(parts) or "no genre information") + " (counted from catalogue genres)."
 
 
+# A title is recognised in a chat message only as whole words (case-insensitive, whitespace
+# runs counted as one space): "M" is not every message with an "m" in it, and "Movie 4" is not
+# "Movie 40". Without its year a title must have at least MIN_BARE_TITLE characters, else it
+# matches only as "Title (year)": "M (1931)" and "Ran (1985)" are named, "m" and "ran" are words.
+# Titles found inside a longer title found at the same place count as that one only ("Heat" in
+# "In the Heat of the Night", "Hamlet" in "Hamlet (1996)").
+MIN_BARE_TITLE = 4
+_YEAR_SUFFIX = re.compile(r"(.*?)\s*\((\d{4})\)")
+
+
+def _normal(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
+class _TitleIndex:
+    """Every way an item may be named (see the note above), for one catalogue: a dict lookup
+    per (word start, word end) pair of a message, not a scan of the catalogue per message."""
+
+    def __init__(self, catalog: Any) -> None:
+        self.names: dict[str, list[int]] = {}
+        for i, attributes in enumerate(catalog.attributes):
+            title = _normal(attributes.get("title") or "")  # an item id is not a title
+            if not title:
+                continue
+            dated = _YEAR_SUFFIX.fullmatch(title)  # a title that carries its "(year)"
+            bare, year = dated.groups() if dated else (title, str(attributes.get("year", "")))
+            names = {title, bare}
+            if year.strip().isdigit() and bare:
+                names.add(f"{bare} ({year.strip()})")
+            if len(bare) < MIN_BARE_TITLE:
+                names.discard(bare)
+            for name in names:
+                self.names.setdefault(name, []).append(i)
+        self.longest = max(map(len, self.names), default=0)
+
+    def find(self, text: str) -> list[int]:
+        low = _normal(text)
+        word = [c.isalnum() or c == "_" for c in low]  # what \w matches
+        ends = [j for j in range(1, len(low) + 1) if j == len(low) or not word[j]]
+        spans = []
+        for start in range(len(low)):
+            if start and word[start - 1]:
+                continue  # inside a word
+            for end in ends[bisect_right(ends, start):]:
+                if end - start > self.longest:
+                    break
+                if low[start:end] in self.names:
+                    spans.append((start, end))
+        kept = [(a, b) for a, b in spans
+                if not any(c <= a and b <= d and (c, d) != (a, b) for c, d in spans)]
+        found: list[int] = []
+        for a, b in sorted(kept):
+            found += [i for i in self.names[low[a:b]] if i not in found]
+        return found
+
+
+_INDEX: list[tuple[Any, _TitleIndex]] = []  # the last catalogue's index (one chat, one catalogue)
+
+
 def _titles_in(catalog: Any, text: str) -> list[int]:
-    """Catalogue items whose title (with or without its "(year)") appears in ``text``."""
-    low, found = text.lower(), []
-    for i in range(len(catalog)):
-        title = catalog.title(i).lower()
-        bare = re.sub(r"\s*\(\d{4}\)\s*$", "", title)
-        if (len(bare) >= 4 and bare in low) or title in low:
-            found.append(i)
-    return found
+    """Catalogue items named by title in ``text``, in the order they appear (see the note above
+    :data:`MIN_BARE_TITLE` for what counts as naming one)."""
+    if not _INDEX or _INDEX[0][0] is not catalog:
+        _INDEX[:] = [(catalog, _TitleIndex(catalog))]
+    return _INDEX[0][1].find(text)
 
 
 def respond(adapter: Any, messages: list[dict[str, str]], history: np.ndarray, k: int = 5

@@ -70,11 +70,19 @@ def check_contract(name: str, cls: type) -> None:
 def method_phase(method: str, phase: str) -> Iterator[None]:
     """Around a call into a method's code: an exception it raises becomes a :class:`MethodError`
     naming the method and the phase (``fit``, ``score``, ...), the original kept as its cause;
-    a BenchmarkError the method raises on purpose passes through unchanged."""
+    a BenchmarkError the method raises on purpose passes through unchanged.
+
+    ``sys.exit()`` (a SystemExit, whatever its code) is a failure of the method too: it must not
+    end the invocation, let alone with status 0 and no result. KeyboardInterrupt (Ctrl-C, and the
+    CLI's SIGTERM, which unwinds as one) passes through, so the CLI's 130 and 143 stand."""
     try:
         yield
     except BenchmarkError:
         raise
+    except SystemExit as exc:
+        code = "" if exc.code is None else repr(exc.code)
+        raise MethodError(f"method {method!r} failed in {phase}: it called sys.exit({code})"
+                          ) from exc
     except Exception as exc:
         raise MethodError(f"method {method!r} failed in {phase}: {one_line(exc)}") from exc
 

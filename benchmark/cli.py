@@ -67,7 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m benchmark",
         description="Benchmark of LLM-for-recommendation paradigms: full-ranking leave-one-out "
                     "evaluation with cold-start slices and paired significance tests.",
-        epilog="Without a command, `run` is assumed: python -m benchmark --all",
+        epilog="Without a command (the first argument is an option), `run` is assumed: "
+               "python -m benchmark --all. A first argument that is neither an option nor a "
+               "command is an error.",
     )
     parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     sub = parser.add_subparsers(dest="command")
@@ -76,11 +78,13 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("--all", action="store_true",
                        help="every registered method and baseline (RecBole peers only with "
                             "--with-peers)")
-    which.add_argument("--methods", help="comma-separated method names (see `list`)")
+    which.add_argument("--methods",
+                       help="comma-separated method names, at least one (see `list`)")
     run.add_argument("--with-peers", action="store_true", help="with --all: add the RecBole peers")
     run.add_argument("--protocol", default="both", choices=("loo", "cold_item", "both"))
     run.add_argument("--seeds", default=None,
-                     help="comma-separated model seeds (default: the profile's, usually 0)")
+                     help="comma-separated model seeds, at least one (default: the profile's, "
+                          "usually 0)")
     run.add_argument("--results-dir", type=Path, default=None,
                      help="where result files go (default: results/ for the default profile, "
                           "the cache for others)")
@@ -146,11 +150,15 @@ def main(argv: list[str] | None = None) -> int:
     lead = 0  # options before the command (--debug)
     while lead < len(argv) and argv[lead] == "--debug":
         lead += 1
-    if lead == len(argv) or argv[lead] not in (*COMMANDS, "-h", "--help"):
-        argv.insert(lead, "run")
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    if lead == len(argv) or argv[lead].startswith("-") and argv[lead] not in ("-h", "--help"):
+        argv.insert(lead, "run")  # options first: `run` is the default command
+    elif argv[lead] not in (*COMMANDS, "-h", "--help"):
+        parser.error(f"unknown command {argv[lead]!r}; commands: {', '.join(COMMANDS)}")
+    args = parser.parse_args(argv)
     try:
         with _sigterm_unwinds():
+            _check_not_empty(args)
             return {"run": cmd_run, "tune": cmd_tune, "list": cmd_list, "report": cmd_report,
                     "recommend": cmd_converse, "chat": cmd_converse}[args.command](args)
     except _Terminated:
@@ -169,6 +177,13 @@ def main(argv: list[str] | None = None) -> int:
         message, status = _error_line(exc, args)
         print(f"error: {message}", file=sys.stderr)
         return status
+
+
+def _check_not_empty(args: argparse.Namespace) -> None:
+    """An option given an empty value is an error, not a silent fall back to its default."""
+    dataset = getattr(args, "dataset", None)
+    if dataset is not None and not dataset.strip():
+        raise BenchmarkError(f"--dataset names no dataset, got {dataset!r}")
 
 
 class _Terminated(KeyboardInterrupt):
@@ -286,11 +301,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         methods = [m for m in known if m not in settings.peers or args.with_peers]
     else:
         methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+        if not methods:
+            raise BenchmarkError(f"--methods names no method, got {args.methods!r}; "
+                                 f"known methods: {', '.join(known)}")
         unknown = [m for m in methods if m not in known]
         if unknown:
             raise BenchmarkError(f"unknown method {unknown[0]!r}; known methods: {', '.join(known)}")
     _check_scoped_overrides(method_over, methods)
-    seeds = parse_seeds(args.seeds) if args.seeds else settings.seeds
+    seeds = settings.seeds if args.seeds is None else parse_seeds(args.seeds)
     datasets = [args.dataset] if args.dataset else settings.datasets
     for dataset in datasets:  # every config is checked before any data is loaded or job run
         for method in methods:
@@ -399,7 +417,11 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
 
 def parse_seeds(text: str) -> list[int]:
-    """``"0,1,2"`` -> ``[0, 1, 2]``; anything but non-negative integers is an error."""
+    """``"0,1,2"`` -> ``[0, 1, 2]``; anything but non-negative integers (an empty list
+    included) is an error."""
+    if not text.strip():
+        raise BenchmarkError(f"--seeds names no seed, got {text!r}; give comma-separated "
+                             "integers >= 0, e.g. 0,1,2")
     seeds = []
     for part in text.split(","):
         try:

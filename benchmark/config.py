@@ -16,6 +16,7 @@ import math
 import re
 import types
 import typing
+from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin
 
 import yaml
@@ -225,6 +226,31 @@ def require_nested(key: str, cls: type, mapping: dict[str, Any]) -> Any:
         raise ValueError(f"{key}: {str(exc).removeprefix(f'{key}: ')}") from None
 
 
+class SourcedYAML(dict):
+    """A method's YAML (its ``include:`` chain merged) that knows which file set each key:
+    ``origins`` maps ``(key,)``, ``(block, name)`` and ``(block, name, key)`` (``block`` being
+    ``profiles`` or ``datasets``) to a path; anything else comes from ``path``, the method's
+    own YAML. Compares equal to the plain mapping."""
+
+    def __init__(self, data: dict[str, Any], origins: dict[tuple, Path], path: Path) -> None:
+        super().__init__(data)
+        self.origins = origins
+        self.path = path
+
+    def source(self, *key: Any) -> Path:
+        return self.origins.get(key, self.path)
+
+
+def source_label(path: Path) -> str:
+    """A YAML file as an error names it: relative to the working directory when under it
+    (``configs/methods/sasrec_id.yaml`` from the repository), else absolute."""
+    path = Path(path)
+    try:
+        return str(path.relative_to(Path.cwd().resolve()))
+    except (ValueError, OSError):
+        return str(path)
+
+
 def method_layers(
     name: str, yaml_data: dict[str, Any], profile: str, overrides: dict[str, Any],
     dataset: str | None = None,
@@ -234,14 +260,34 @@ def method_layers(
     ``profiles.<profile>`` block, and the ``--set`` overrides that apply to it.
 
     The profile block comes after the dataset block so that ``smoke`` stays tiny everywhere.
+
+    Each layer is named by the file that holds its keys: for a :class:`SourcedYAML` (what
+    ``registry.method_yaml`` returns) the real path, beside an external module or up an
+    ``include:`` chain (a YAML layer whose keys come from several files is split by file);
+    for a plain mapping, ``configs/methods/<name>.yaml``.
     """
+    sourced = isinstance(yaml_data, SourcedYAML)
+
+    def where(*key: Any) -> str:
+        return source_label(yaml_data.source(*key)) if sourced else f"configs/methods/{name}.yaml"
+
+    def by_file(mapping: dict[str, Any], block: tuple = (), suffix: str = ""
+                ) -> list[tuple[str, dict[str, Any]]]:
+        layers: dict[str, dict[str, Any]] = {}
+        for key, value in mapping.items():
+            layers.setdefault(where(*block, key) + suffix, {})[key] = value
+        return list(layers.items()) or [(where(*block) + suffix, {})]
+
     base = dict(yaml_data)
     profiles = base.pop("profiles", {}) or {}
-    if not isinstance(profiles, dict) or any(p not in PROFILES for p in profiles):
-        raise BenchmarkError(f"configs/methods/{name}.yaml: `profiles:` keys must be {PROFILES}")
+    if not isinstance(profiles, dict):
+        raise BenchmarkError(f"{where('profiles')}: `profiles:` keys must be {PROFILES}")
+    for p in profiles:
+        if p not in PROFILES:
+            raise BenchmarkError(f"{where('profiles', p)}: `profiles:` keys must be {PROFILES}")
     datasets = base.pop("datasets", {}) or {}
     if not isinstance(datasets, dict):
-        raise BenchmarkError(f"configs/methods/{name}.yaml: `datasets:` must map dataset names "
+        raise BenchmarkError(f"{where('datasets')}: `datasets:` must map dataset names "
                              "to mappings")
     cli: dict[str, Any] = {}
     for key, value in overrides.items():
@@ -251,10 +297,10 @@ def method_layers(
         elif not dot:
             cli[key] = value
     return [
-        (f"configs/methods/{name}.yaml", base),
-        (f"configs/methods/{name}.yaml datasets.{dataset}",
-         (datasets.get(dataset) or {}) if dataset else {}),
-        (f"configs/methods/{name}.yaml profiles.{profile}", profiles.get(profile) or {}),
+        *by_file(base),
+        *by_file((datasets.get(dataset) or {}) if dataset else {}, ("datasets", dataset),
+                 f" datasets.{dataset}"),
+        *by_file(profiles.get(profile) or {}, ("profiles", profile), f" profiles.{profile}"),
         ("--set", cli),
     ]
 

@@ -16,7 +16,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from benchmark.adapter import UserBatch
+from benchmark.adapter import UserBatch, method_phase
 from benchmark.errors import BenchmarkError
 
 
@@ -87,24 +87,38 @@ def full_history(dataset, split, user: int) -> np.ndarray:
 
 def recommend(adapter, dataset, split, user_id: str, prompt: str | None, k: int,
               out: Callable[[str], None] = print) -> list[int]:
+    """Print the user's recent items and up to ``k`` recommendations, and return those.
+
+    Nothing in the user's history is ever listed, nor a -1 pad or a repeat: a scoring method
+    ranks only the items outside the history, and a list from ``rank`` or ``recommend_for``
+    loses those entries. When fewer than ``k`` remain, one line says so. Scores are held to
+    the evaluator's rule (:func:`benchmark.evaluation.checked_scores`): NaN is refused with
+    the evaluator's error, +inf and -inf are ordinary (highest and lowest) scores.
+    """
     user = _user_index(dataset, user_id)
     history = full_history(dataset, split, user)
     catalog = dataset.catalog
+    method = getattr(adapter, "registered_name", type(adapter).__name__)
     out(f"User {user_id}: {len(history)} items; the most recent:")
     for i in history[-5:][::-1]:
         out(f"  - {catalog.title(int(i))}")
     if isinstance(adapter, Conversational):
-        items = adapter.recommend_for(history, prompt, k)
+        with method_phase(method, "recommend_for"):
+            listed = adapter.recommend_for(history, prompt, k)
+        items, short = _listable(listed, history, dataset.n_items, k, "recommend_for")
     elif prompt:
-        raise BenchmarkError(f"method {adapter.registered_name!r} cannot be steered by a prompt")
+        raise BenchmarkError(f"method {method!r} cannot be steered by a prompt")
     else:
-        items = _top_k(adapter, user, history, k)
+        items, short = _top_k(adapter, user, history, k, dataset.n_items, method)
     out(f"Recommended{f' for {prompt!r}' if prompt else ''}:")
+    if len(items) < k:
+        out(f"(only {len(items)} of the {k} items asked for: {short})")
     sid = getattr(adapter, "sid_string", None)
     for rank, i in enumerate(items, 1):
         out(f"  {rank:2d}. {catalog.title(i)}" + (f"  {sid(i)}" if sid else ""))
     if isinstance(adapter, Conversational):
-        out("Why: " + adapter.explain(history, items, prompt))
+        with method_phase(method, "explain"):
+            out("Why: " + adapter.explain(history, items, prompt))
     return items
 
 
@@ -115,16 +129,59 @@ def _user_index(dataset, user_id: str) -> int:
     return dataset.user_ids.index(user_id)
 
 
-def _top_k(adapter, user: int, history: np.ndarray, k: int) -> list[int]:
+def _top_k(adapter, user: int, history: np.ndarray, k: int, n_items: int, method: str
+           ) -> tuple[list[int], str]:
+    """The best ``k`` items outside ``history`` by the adapter's ``score`` or ``rank``, checked
+    as the evaluator checks them; and, for when fewer remain, the reason in words."""
     import torch
+
+    from benchmark.evaluation import checked_lists, checked_scores
 
     batch = UserBatch(np.array([user]), [history])
     if getattr(adapter, "output", "scores") == "ranking":
-        return [int(i) for i in adapter.rank(batch, k)[0].tolist() if i >= 0]
-    scores = torch.as_tensor(adapter.score(batch))[0].clone().float()
+        with method_phase(method, "rank"):
+            lists = torch.as_tensor(adapter.rank(batch, k)).detach().cpu()
+        if lists.dim() != 2 or lists.shape[0] != 1:
+            raise BenchmarkError(f"rankings must be [batch, k], got {tuple(lists.shape)}")
+        if lists.shape[1] > k:
+            raise BenchmarkError(f"rank() returned {lists.shape[1]} items, asked for {k}")
+        return _listable(checked_lists(lists, n_items)[0].tolist(), history, n_items, k, "rank")
+    with method_phase(method, "score"):
+        scores = torch.as_tensor(adapter.score(batch)).detach().cpu()
+    if scores.shape != (1, n_items):
+        raise BenchmarkError(f"score() must return [batch, {n_items}], got {tuple(scores.shape)}")
+    scores = checked_scores(scores)[0]
+    unseen = torch.ones(n_items, dtype=torch.bool)
     if len(history):
-        scores[torch.as_tensor(history)] = -torch.inf
-    return scores.topk(k).indices.tolist()
+        unseen[torch.as_tensor(history, dtype=torch.long)] = False
+    candidates = unseen.nonzero().squeeze(1)  # a masked item is never a candidate
+    order = torch.sort(scores[candidates], descending=True, stable=True).indices[:k]
+    n_unseen = len(candidates)
+    return candidates[order].tolist(), (f"the other {n_items - n_unseen} items are in the "
+                                         "user's history" if n_unseen else
+                                         "every item is in the user's history")
+
+
+def _listable(listed, history: np.ndarray, n_items: int, k: int, call: str
+              ) -> tuple[list[int], str]:
+    """A method's list without its history items, -1 pads and repeats (at most ``k``); and, for
+    when fewer than ``k`` remain, what was dropped."""
+    import torch
+
+    from benchmark.evaluation import checked_lists
+
+    raw = checked_lists(torch.as_tensor(np.asarray(listed, dtype=np.int64)).reshape(-1),
+                        n_items).tolist()
+    seen = set(np.asarray(history).tolist())
+    items: list[int] = []
+    for i in raw:
+        if i >= 0 and i not in seen:
+            seen.add(i)
+            items.append(int(i))
+    dropped = len(raw) - len(items)
+    why = (f"{call}() returned {len(raw)}" + (f", of which {dropped} were history items, "
+                                              "-1 pads or repeats" if dropped else ""))
+    return items[:k], why
 
 
 def chat(adapter, dataset, split, user_id: str | None, input_fn: Callable[[str], str] = input,
@@ -146,7 +203,8 @@ def chat(adapter, dataset, split, user_id: str | None, input_fn: Callable[[str],
         if not text.strip():
             continue
         messages.append({"role": "user", "content": text})
-        answer = adapter.respond(messages, history)
+        with method_phase(getattr(adapter, "registered_name", type(adapter).__name__), "respond"):
+            answer = adapter.respond(messages, history)
         messages.append({"role": "assistant", "content": answer})
         out(answer)
 

@@ -48,12 +48,7 @@ def ranks_from_scores(scores: torch.Tensor, targets: torch.Tensor,
 
     if scores.dim() != 2 or scores.shape[0] != targets.shape[0]:
         raise BenchmarkError(f"scores must be [batch, n_items], got {tuple(scores.shape)}")
-    if scores.is_complex():
-        raise BenchmarkError(f"scores must be real numbers, got {scores.dtype}")
-    if scores.dtype in (torch.float16, torch.bfloat16, torch.bool):
-        scores = scores.float()
-    if scores.is_floating_point() and torch.isnan(scores).any():
-        raise BenchmarkError("the adapter returned NaN scores")
+    scores = checked_scores(scores)
     rows = torch.arange(scores.shape[0])
     target_scores = scores[rows, targets].unsqueeze(1)
     beats = scores >= target_scores  # includes the target itself and every tie
@@ -64,6 +59,29 @@ def ranks_from_scores(scores: torch.Tensor, targets: torch.Tensor,
     return beats.sum(dim=1).float()  # the target itself counts as the +1 of a 1-based rank
 
 
+def checked_scores(scores: torch.Tensor) -> torch.Tensor:
+    """An adapter's scores as they are ranked: real numbers (half precision and bool widened to
+    float32) without NaN, which has no order. +inf and -inf do order (above and below every
+    finite score) and are kept. ``recommend`` applies the same rule as the evaluator."""
+    import torch
+
+    if scores.is_complex():
+        raise BenchmarkError(f"scores must be real numbers, got {scores.dtype}")
+    if scores.dtype in (torch.float16, torch.bfloat16, torch.bool):
+        scores = scores.float()
+    if scores.is_floating_point() and torch.isnan(scores).any():
+        raise BenchmarkError("the adapter returned NaN scores")
+    return scores
+
+
+def checked_lists(lists: torch.Tensor, n_items: int) -> torch.Tensor:
+    """An adapter's top-K lists as int64, refused where an entry is neither an item nor -1."""
+    lists = lists.long()
+    if ((lists < -1) | (lists >= n_items)).any():
+        raise BenchmarkError(f"rankings contain item indices outside [0, {n_items}) (and -1 pad)")
+    return lists
+
+
 def ranks_from_lists(lists: torch.Tensor, targets: torch.Tensor, n_items: int
                      ) -> tuple[torch.Tensor, float]:
     """Rank of each target in a top-K list (inf if absent), and the share of duplicate slots."""
@@ -71,9 +89,7 @@ def ranks_from_lists(lists: torch.Tensor, targets: torch.Tensor, n_items: int
 
     if lists.dim() != 2 or lists.shape[0] != targets.shape[0]:
         raise BenchmarkError(f"rankings must be [batch, k], got {tuple(lists.shape)}")
-    lists = lists.long()
-    if ((lists < -1) | (lists >= n_items)).any():
-        raise BenchmarkError(f"rankings contain item indices outside [0, {n_items}) (and -1 pad)")
+    lists = checked_lists(lists, n_items)
     k = lists.shape[1]
     hit = lists == targets.unsqueeze(1)
     pos = torch.where(hit, torch.arange(1, k + 1).expand_as(lists), torch.full_like(lists, k + 1))

@@ -105,6 +105,27 @@ def _blocks(data: dict[str, Any], path: Path, key: str = "profiles") -> dict[str
 def _resolved_yaml(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
     """The YAML at ``path`` with its ``include:`` chain merged in (child wins, per profile and
     per dataset block)."""
+    return _resolved_with_origins(path, chain)[0]
+
+
+def _origins(data: dict[str, Any], path: Path) -> dict[tuple, Path]:
+    """``path`` as the origin of every key ``data`` sets: ``(key,)``, and inside the profile and
+    dataset blocks ``(block, name)`` and ``(block, name, key)``."""
+    origins: dict[tuple, Path] = {}
+    for key, value in data.items():
+        origins[(key,)] = path
+        if key in BLOCK_KEYS and isinstance(value, dict):
+            for name, block in value.items():
+                origins[(key, name)] = path
+                for inner in block if isinstance(block, dict) else ():
+                    origins[(key, name, inner)] = path
+    return origins
+
+
+def _resolved_with_origins(path: Path, chain: tuple[Path, ...] = ()
+                           ) -> tuple[dict[str, Any], dict[tuple, Path]]:
+    """:func:`_resolved_yaml`, and which file of the chain set each key (see :func:`_origins`),
+    so that an error about a key names the file that holds it."""
     path = path.resolve()
     if path in chain:
         cycle = " -> ".join(str(p) for p in (*chain[chain.index(path):], path))
@@ -112,11 +133,11 @@ def _resolved_yaml(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
     data = _read_yaml(path)
     parent_name = data.pop("include", None)
     if parent_name is None:
-        return data
+        return data, _origins(data, path)
     if not isinstance(parent_name, str):
         raise BenchmarkError(f"{path}: `include:` takes one method name, got {parent_name!r}")
     parent = _find_parent(parent_name, path)
-    merged = _resolved_yaml(parent, (*chain, path))
+    merged, origins = _resolved_with_origins(parent, (*chain, path))
     blocks = {}
     for key in BLOCK_KEYS:
         blocks[key] = _blocks(merged, parent, key)
@@ -124,7 +145,7 @@ def _resolved_yaml(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
             blocks[key][name] = {**blocks[key].get(name, {}), **block}
     merged.update({k: v for k, v in data.items() if k not in BLOCK_KEYS})
     merged.update({key: value for key, value in blocks.items() if value})
-    return merged
+    return merged, {**origins, **_origins(data, path)}
 
 
 def load_external(module: str) -> None:
@@ -144,20 +165,20 @@ def load_external(module: str) -> None:
         sys.modules[spec.name] = mod
         try:
             spec.loader.exec_module(mod)
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:  # sys.exit() on import must not end the run
             del sys.modules[spec.name]
             _import_failed(module, exc, path)
         _EXTRA_CONFIG_DIRS.append(path.resolve().parent)
     else:
         try:
             mod = importlib.import_module(module)
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:
             _import_failed(module, exc, None)
         if getattr(mod, "__file__", None):
             _EXTRA_CONFIG_DIRS.append(Path(mod.__file__).resolve().parent)
 
 
-def _import_failed(module: str, exc: Exception, path: Path | None) -> NoReturn:
+def _import_failed(module: str, exc: BaseException, path: Path | None) -> NoReturn:
     if isinstance(exc, BenchmarkError):
         raise exc
     where = ""
@@ -223,10 +244,13 @@ def adapter_class(name: str) -> type:
 
 
 def method_yaml(name: str) -> dict[str, Any]:
-    """The method's YAML with its ``include:`` chain merged (without `adapter`), or {}."""
+    """The method's YAML with its ``include:`` chain merged (without `adapter`), or {}; a
+    :class:`benchmark.config.SourcedYAML`, which knows the file behind each key."""
+    from benchmark.config import SourcedYAML
+
     s = spec(name)
     if s.yaml_path is None:
         return {}
-    data = _resolved_yaml(s.yaml_path)
+    data, origins = _resolved_with_origins(s.yaml_path)
     data.pop("adapter", None)
-    return data
+    return SourcedYAML(data, origins, s.yaml_path.resolve())

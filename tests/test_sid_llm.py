@@ -340,6 +340,58 @@ def test_chat_keeps_the_conversation_and_leaves_on_quit(random_sids, tiny_atomic
     assert next(inputs) == "never read"
 
 
+def _film_catalog() -> ItemCatalog:
+    films = [("M", "1931"), ("Movie 4", "1994"), ("Movie 40", "1995"), ("Jaws", "1975"),
+             ("Heat", "1995"), ("In the Heat of the Night", "1967"), ("Ran", "1985"),
+             ("Hamlet", "1948"), ("Hamlet", "1996"), ("Airplane!", "1980")]
+    return ItemCatalog([str(i) for i in range(len(films))],
+                       [{"title": t, "year": y} for t, y in films], [()] * len(films))
+
+
+@pytest.mark.parametrize("message, named", [
+    ("more movies, maybe a mystery from the museum", []),  # "m" is not the film "M"
+    ("Have you seen M?", []),  # a bare title under 4 characters is a word, not a title
+    ("I liked m (1931) a lot", ["M"]),  # ... but is named with its year
+    ("i ran out of ideas", []),
+    ("Ran (1985), then", ["Ran"]),
+    ("something like Movie 40", ["Movie 40"]),  # not "Movie 4" too
+    ("movie 4 and MOVIE   40", ["Movie 4", "Movie 40"]),  # case and spaces; in message order
+    ("jaws! and heat.", ["Jaws", "Heat"]),
+    ("Jawsome heated debates", []),  # whole words only
+    ("In the Heat of the Night", ["In the Heat of the Night"]),  # not "Heat" inside it
+    ("hamlet", ["Hamlet", "Hamlet"]),  # both films of that title
+    ("Hamlet (1996)", ["Hamlet"]),  # the year picks one
+    ("Airplane! again", ["Airplane!"]),
+])
+def test_chat_title_matching_takes_whole_titles_only(message, named):
+    from adapters.sid_llm_diagnostics import _titles_in
+
+    catalog = _film_catalog()
+    found = _titles_in(catalog, message)
+    assert [catalog.title(i) for i in found] == named
+    if message == "Hamlet (1996)":
+        assert found == [8]
+
+
+def test_chat_history_is_unchanged_by_a_message_that_names_no_title():
+    from types import SimpleNamespace
+
+    from adapters.sid_llm_diagnostics import respond
+
+    contexts = []
+
+    def recommend_for(context, request, k):
+        contexts.append(context.tolist())
+        return [1]
+
+    vocab = SimpleNamespace(parse=lambda text: [], item_text=lambda i: "")
+    adapter = SimpleNamespace(catalog=_film_catalog(), vocab=vocab, recommend_for=recommend_for)
+    history = np.array([3, 4], dtype=np.int64)
+    respond(adapter, [{"role": "user", "content": "More films for a Monday, please"}], history)
+    respond(adapter, [{"role": "user", "content": "Something like M (1931)"}], history)
+    assert contexts == [[3, 4], [3, 4, 0]]
+
+
 @pytest.mark.slow
 def test_packaged_backbone_round_trips_sid_tokens():
     from benchmark.models.llm import load_causal_lm
