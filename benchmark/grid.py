@@ -130,14 +130,34 @@ def finished_line(job: Job, path: Path, outcome: str | None = None) -> str:
 
 
 def run_serial(jobs: Sequence[Job], run: GridRun, progress: bool = True) -> None:
-    """Run the jobs one after another in this process, in the given order; the first error
-    stops the grid (finished runs stay cached, so the same command resumes)."""
+    """Run the jobs one after another in this process, in the given order.
+
+    A job whose method's own code fails (a MethodError: an exception or ``sys.exit()`` in its
+    fit, score or rank) ends that job, and the others still run; then the failure is raised (one
+    failure as itself, several as one error after each is printed), so the invocation exits 2.
+    Any other error stops the grid. Finished runs stay cached, so the same command resumes.
+    """
+    import sys
+
     from tqdm.auto import tqdm
 
     from benchmark import runner
+    from benchmark.errors import MethodError
 
+    failed: list[MethodError] = []
     bar = tqdm(jobs, desc="runs", disable=not progress)
     for job in bar:
         bar.set_postfix_str(job.label())
-        path, outcome = runner.run_with_outcome(run.request(job))
+        try:
+            path, outcome = runner.run_with_outcome(run.request(job))
+        except MethodError as exc:
+            failed.append(exc)
+            continue
         tqdm.write(finished_line(job, path, outcome))
+    if len(failed) == 1:
+        raise failed[0]
+    if failed:
+        for exc in failed:
+            print(f"error: {exc}", file=sys.stderr)
+        raise BenchmarkError(f"{len(failed)} of {len(jobs)} jobs failed (named above); "
+                             "finished runs are cached, so the same command resumes")

@@ -246,9 +246,9 @@ def test_a_shipped_yaml_knows_which_file_of_its_include_chain_set_a_key():
 def test_sys_exit_in_a_method_fails_that_method_not_the_invocation(method, where, code, message,
                                                                    fakes, smoke, tmp_path,
                                                                    capsys):
-    # popularity first: it runs and keeps its result; the exiting method fails with one line
+    # The exiting method first: it fails with one line, popularity still runs and keeps its result
     code_set = "null" if code is None else str(code)
-    status, err = one_line(["--adapter-module", str(fakes), "--methods", f"popularity,{method}",
+    status, err = one_line(["--adapter-module", str(fakes), "--methods", f"{method},popularity",
                             "--set", f"{method}.where={where}", "--set",
                             f"{method}.code={code_set}", *smoke], capsys)
     assert (status, err) == (2, f"error: {message}")
