@@ -117,7 +117,7 @@ class Dataset:
     catalog: ItemCatalog
     stats: dict[str, Any] = field(default_factory=dict)
     # Evaluation users (the dataset YAML's `eval_users`): None = every user, else a seeded
-    # sample of this size that holds every cold case (benchmark.splits.eval_user_sample).
+    # uniform sample of this size (benchmark.splits.eval_user_sample).
     eval_sample: int | None = None
     eval_seed: int = 0
 

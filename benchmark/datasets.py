@@ -29,9 +29,10 @@ class EvalUsers:
     """A dataset YAML's ``eval_users``: ``all`` or ``{sample: N, seed: S}``.
 
     The users whose validation and test cases are evaluated, the same for every method and both
-    protocols (paired tests need the same users). A sample always holds every user with a cold
-    test target or a ``cold_valid`` validation target. Changing it changes the split hash, so
-    every run is recomputed.
+    protocols (paired tests need the same users). A sample is uniform
+    (:func:`benchmark.splits.eval_user_sample`), so its figures estimate those over every user;
+    the shipped datasets use every user. Changing it changes the split hash, so every run is
+    recomputed.
     """
 
     sample: int | None = None  # None: every user

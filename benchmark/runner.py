@@ -97,8 +97,7 @@ def eval_users(dataset: Dataset, settings: HarnessSettings) -> np.ndarray:
     """Indices of the dataset's evaluation users (its YAML's ``eval_users``)."""
     if dataset.eval_sample is None:
         return np.arange(dataset.n_users)
-    return eval_user_sample(dataset.sequences(), dataset.n_items, dataset.eval_sample,
-                            dataset.eval_seed, settings.cold_fraction, settings.split_seed)
+    return eval_user_sample(dataset.sequences(), dataset.eval_sample, dataset.eval_seed)
 
 
 def _progress(show: bool, desc: str):

@@ -100,22 +100,22 @@ def test_restrict_keeps_training_and_the_given_users_cases():
     assert [h.tolist() for h in s.test.histories] == [[0, 1, 2, 3], [2, 8, 9]]
 
 
-def test_eval_user_sample_holds_every_cold_case_and_is_seeded():
+def test_eval_user_sample_is_uniform_and_seeded():
+    """No user is forced in: a sample estimates the all-user figure (a sample that forced the
+    cold cases in reversed a headline difference on Amazon)."""
     rng = np.random.default_rng(0)
     seqs = [rng.choice(200, size=6, replace=False) for _ in range(500)]
-    cold = draw_cold_items(200, 0.1, 3)
-    cv = draw_cold_valid_items(200, cold, 3)
-    sample = eval_user_sample(seqs, 200, 150, seed=1, fraction=0.1, split_seed=3)
-    forced = [u for u, s in enumerate(seqs) if s[-1] in cold or s[-2] in cv]
-    assert 0 < len(forced) < 150
+    sample = eval_user_sample(seqs, 150, seed=1)
     assert len(sample) == 150 and len(set(sample.tolist())) == 150
-    assert set(forced) <= set(sample.tolist())
-    assert np.array_equal(sample, eval_user_sample(seqs, 200, 150, 1, 0.1, 3))
-    assert not np.array_equal(sample, eval_user_sample(seqs, 200, 150, 2, 0.1, 3))
+    assert np.array_equal(sample, eval_user_sample(seqs, 150, 1))
+    assert not np.array_equal(sample, eval_user_sample(seqs, 150, 2))
     # a sample as large as the users is every user
-    assert eval_user_sample(seqs, 200, 500, 1, 0.1, 3).tolist() == list(range(500))
-    # forced users beyond the size are all kept
-    assert set(forced) <= set(eval_user_sample(seqs, 200, 10, 1, 0.1, 3).tolist())
+    assert eval_user_sample(seqs, 500, 1).tolist() == list(range(500))
+    # uniform: over many draws every user is drawn about equally often (150/500 = 0.3)
+    counts = np.zeros(500)
+    for s in range(200):
+        counts[eval_user_sample(seqs, 150, s)] += 1
+    assert abs(counts.mean() / 200 - 0.3) < 1e-9 and counts.std() / 200 < 0.05
 
 
 def test_a_dataset_yaml_eval_users_sample_is_what_every_run_evaluates(tiny_atomic, tmp_path,
