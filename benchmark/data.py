@@ -313,8 +313,13 @@ def _id_problem(value: str) -> str | None:
 def _first_bad_id(values: Any) -> tuple[str, str] | None:
     """(value, problem) of the first bad id among ``values`` (strings) in their order, or None.
 
-    Checks the distinct values only (ids repeat: ML-100K has 2,625 distinct among 200,000)."""
-    for value in pd.unique(np.asarray(values, dtype=object)):
+    Checks the distinct values only (ids repeat: ML-100K has 2,625 distinct among 200,000), and
+    first in bulk: letters and digits only (so non-empty, printable, no spaces), none of them a
+    missing-value word, is the common case."""
+    unique = pd.unique(np.asarray(values, dtype=object))
+    if all(map(str.isalnum, unique)) and _MISSING_IDS.isdisjoint(map(str.lower, unique)):
+        return None
+    for value in unique:
         problem = _id_problem(value)
         if problem is not None:
             return value, problem
@@ -367,14 +372,15 @@ def _finite(value: Any) -> float | None:
 def _text_lines(path: Path, lines: Any) -> Any:
     """(line number, text) of each line, decoded as UTF-8 with an error naming the line; a
     byte-order mark at the start of the first line is removed."""
+    first = True
     for lineno, raw in enumerate(lines, start=1):
         try:
             text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
         except UnicodeDecodeError as exc:
             raise DataError(f"{path}:{lineno}: not UTF-8 (byte 0x{raw[exc.start]:02x} at column "
                             f"{exc.start + 1}); save the file as UTF-8") from None
-        if lineno == 1 and text.startswith(_BOM):
-            text = text[1:]
+        if first:
+            text, first = text.removeprefix(_BOM), False
         yield lineno, text
 
 
@@ -397,10 +403,11 @@ def _read_atomic(path: Path, ids: Sequence[str] = ()) -> pd.DataFrame:
         types = [h.split(":", 1)[1] for h in header]
         # Timestamps are numbers whatever type the header gives them, and never empty.
         numeric = [t == "float" or n == "timestamp" for n, t in zip(names, types)]
-        rows, linenos = [], []
+        rows, blank = [], []  # blank: numbers of the (skipped) empty lines, to name a row's line
         for lineno, line in lines:
             line = line.rstrip("\r\n")
             if not line:
+                blank.append(lineno)
                 continue
             parts = line.split("\t")
             if len(parts) != len(names):
@@ -421,7 +428,6 @@ def _read_atomic(path: Path, ids: Sequence[str] = ()) -> pd.DataFrame:
                         f"got {parts[j]!r}"
                     )
             rows.append(parts)
-            linenos.append(lineno)
     frame = pd.DataFrame(rows, columns=names, dtype=object)
     for column in ids:
         if column not in names:
@@ -429,8 +435,10 @@ def _read_atomic(path: Path, ids: Sequence[str] = ()) -> pd.DataFrame:
         values = frame[column].to_numpy()
         bad = _first_bad_id(values)
         if bad is not None:
-            row = int(np.flatnonzero(values == bad[0])[0])
-            raise DataError(f"{path}:{linenos[row]}: field {header[names.index(column)]}: the id "
+            lineno = int(np.flatnonzero(values == bad[0])[0]) + 2  # the header is line 1
+            for skipped in blank:
+                lineno += skipped <= lineno
+            raise DataError(f"{path}:{lineno}: field {header[names.index(column)]}: the id "
                             f"{bad[1]}; {_ID_SHAPE}")
     for name, is_number in zip(names, numeric):
         if is_number:
@@ -739,11 +747,13 @@ def load_lcrec(inter: Path | str, name: str, prep: Preprocessing, *,
                             "shipped copy was changed or damaged: restore it from git")
     if not isinstance(sequences, dict) or not isinstance(items, dict):
         raise DataError(f"{inter}: expected JSON objects (user -> item list, item -> fields)")
+    for keys, path, what in ((sequences, inter, "user"), (items, item_path, "item")):
+        bad = _first_bad_id(list(keys))
+        if bad is not None:
+            raise DataError(f"{path}: {what} key {_show(bad[0])}: the {what} id {bad[1]}; "
+                            f"{_ID_SHAPE}")
     users, item_ids, times = [], [], []
     for user, seq in sequences.items():
-        problem = _id_problem(user)
-        if problem is not None:
-            raise DataError(f"{inter}: user key {_show(user)}: the user id {problem}; {_ID_SHAPE}")
         if not isinstance(seq, list):
             raise DataError(f"{inter}: user {_show(user)}: expected a list of item ids, got "
                             f"{_json_kind(seq)}")
@@ -767,10 +777,6 @@ def load_lcrec(inter: Path | str, name: str, prep: Preprocessing, *,
     text: dict[str, dict[str, str]] = {}
     labels: dict[str, tuple[str, ...]] = {}
     for iid, fields in items.items():
-        problem = _id_problem(iid)
-        if problem is not None:
-            raise DataError(f"{item_path}: item key {_show(iid)}: the item id {problem}; "
-                            f"{_ID_SHAPE}")
         if not isinstance(fields, dict):
             raise DataError(f"{item_path}: item {_show(iid)}: expected an object of text fields, "
                             f"got {_json_kind(fields)}")

@@ -80,6 +80,12 @@ def test_the_first_bad_atomic_row_is_the_one_named(tmp_path):
     assert message.startswith(f"{tmp_path / 'a.inter'}:6: field user_id:token: the id is 'NA'")
 
 
+def test_the_line_named_counts_the_empty_lines_that_are_skipped(tmp_path):
+    lines = ["1\t1\t5\t10", "", "1\t2\t5\t20", "", "", "1\t\t5\t30", "", "1\t4\t5\t40"]
+    message = error_of(load_atomic, atomic(tmp_path, lines), "a", PREP)
+    assert message.startswith(f"{tmp_path / 'a.inter'}:7: field item_id:token: the id is empty")
+
+
 @pytest.mark.parametrize("value", ["", "NA", "null"])
 def test_a_bad_item_id_in_the_atomic_item_file_is_an_error(tmp_path, value):
     path = write_atomic(tmp_path, "it", [(1, 1, 5, 10), (1, 2, 5, 20), (1, 3, 5, 30)],
