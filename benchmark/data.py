@@ -19,7 +19,29 @@ this matters: 599 of 943 users have a tie among their last three.
 
 Timestamps must be present and numeric in every row; a file without them is accepted only when
 its dataset config declares the file order chronological (``preprocessing: {order: file}``).
-Text files are read as UTF-8; a byte that is not UTF-8 is an error naming the file and line.
+Text files are read as UTF-8; a byte that is not UTF-8 is an error naming the file and line. A
+leading UTF-8 byte-order mark (BOM) is accepted and removed, in every format: RecBole atomic
+files, JSONL, JSON and ``SHA256SUMS``.
+
+Malformed input is never read as data: each loader checks what it reads and stops at the first
+bad value with a one-line :class:`~benchmark.errors.DataError` naming the file, the line (LC-Rec
+JSON has no useful lines: the user or item key and the list position instead) and the field.
+
+- Ids (user and item ids, in every format, item files included): an id is non-empty printable
+  text (no control or invisible characters such as a tab, a newline or a BOM inside it) without
+  leading or trailing whitespace that does not read as a missing value. Missing-value
+  words are the strings pandas reads as missing, in any letter case (``NA``, ``N/A``, ``NaN``,
+  ``null``, ``None``, ``<NA>``, ``#N/A``, ...; see ``_MISSING_IDS``). Such an id is an error,
+  not a dropped row: dropping would change the data silently, and keeping it breaks every
+  later step that reads ids back with pandas. In JSON an id is a string or an integer (an
+  integer becomes its decimal string, ``7`` -> ``"7"``); ``null``, ``true``/``false``, a
+  non-integer number, a list or an object is an error.
+- Timestamps are finite numbers in every row (``NaN``, ``inf``, empty, a JSON ``null`` or
+  ``true``/``false`` is an error); so are ratings where a row has one (a missing rating is
+  allowed: an empty atomic field, an absent JSON key).
+- Text fields (Amazon meta, LC-Rec items) are text, numbers or null (Amazon: or a list of
+  those); a nested list or an object is an error, as is an Amazon ``categories`` that is not a
+  list.
 """
 
 from __future__ import annotations
@@ -29,6 +51,7 @@ import hashlib
 import html
 import importlib.util
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -239,21 +262,132 @@ def _k_core(df: pd.DataFrame, k: int) -> pd.DataFrame:
         df = df[keep]
 
 
+# --------------------------------------------------------------------------- input validation
+
+_BOM = "\ufeff"
+
+# Strings that read as a missing value (pandas' default NA strings), compared in lower case.
+_MISSING_IDS = frozenset(v.lower() for v in (
+    "", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
+    "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"))
+
+_ID_SHAPE = ("an id is non-empty printable text without surrounding spaces (or a JSON integer), "
+             "not a missing-value word such as NA, N/A, NaN, null, None")
+
+
+def _show(value: Any, limit: int = 40) -> str:
+    """``repr`` of a value on one line, cut to ``limit`` characters."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _json_kind(value: Any) -> str:
+    """How a JSON value is named in an error: ``null``, ``true``, ``a list``, ``the number 1.5``."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return f"a list {_show(value)}"
+    if isinstance(value, dict):
+        return f"an object {_show(value)}"
+    if isinstance(value, float):
+        return f"the number {value!r}"
+    return _show(value)
+
+
+def _id_problem(value: str) -> str | None:
+    """Why ``value`` is not an id (see the module docstring), or None."""
+    if not value.strip():
+        return f"is empty ({value!r})" if value else "is empty"
+    if value.lower() in _MISSING_IDS:
+        return f"is {value!r}, which reads as a missing value"
+    if value != value.strip():
+        return f"{_show(value)} has leading or trailing whitespace"
+    if not value.isprintable():
+        char = next(c for c in value if not c.isprintable())
+        return f"{_show(value)} holds the control or invisible character {char!r}"
+    return None
+
+
+def _first_bad_id(values: Any) -> tuple[str, str] | None:
+    """(value, problem) of the first bad id among ``values`` (strings) in their order, or None.
+
+    Checks the distinct values only (ids repeat: ML-100K has 2,625 distinct among 200,000), and
+    first in bulk: letters and digits only (so non-empty, printable, no spaces), none of them a
+    missing-value word, is the common case."""
+    unique = pd.unique(np.asarray(values, dtype=object))
+    if all(map(str.isalnum, unique)) and _MISSING_IDS.isdisjoint(map(str.lower, unique)):
+        return None
+    for value in unique:
+        problem = _id_problem(value)
+        if problem is not None:
+            return value, problem
+    return None
+
+
+class _RepeatedKey(ValueError):
+    """A JSON object names a key twice (``json`` would keep the last value silently)."""
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``object_pairs_hook`` for :func:`json.loads` that refuses a repeated key."""
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _RepeatedKey(key)
+            seen.add(key)
+    return obj
+
+
+_ID_TYPES = frozenset((str, int))  # JSON values that are ids (bool is not: type(True) is bool)
+
+
+def _json_id(value: Any) -> str | None:
+    """A JSON id as text: a string as it is, an integer as its decimal string; None otherwise."""
+    kind = type(value)
+    if kind is str:
+        return value
+    if kind is int:
+        return str(value)
+    return None
+
+
+def _finite(value: Any) -> float | None:
+    """A JSON number (or numeric text) as a finite float; None for anything else."""
+    if isinstance(value, bool) or value is None or isinstance(value, (list, dict)):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
 # --------------------------------------------------------------------------- RecBole atomic files
 
 
 def _text_lines(path: Path, lines: Any) -> Any:
-    """(line number, text) of each line, decoded as UTF-8 with an error naming the line."""
+    """(line number, text) of each line, decoded as UTF-8 with an error naming the line; a
+    byte-order mark at the start of the first line is removed."""
+    first = True
     for lineno, raw in enumerate(lines, start=1):
         try:
-            yield lineno, raw.decode("utf-8") if isinstance(raw, bytes) else raw
+            text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
         except UnicodeDecodeError as exc:
             raise DataError(f"{path}:{lineno}: not UTF-8 (byte 0x{raw[exc.start]:02x} at column "
                             f"{exc.start + 1}); save the file as UTF-8") from None
+        if first:
+            text, first = text.removeprefix(_BOM), False
+        yield lineno, text
 
 
-def _read_atomic(path: Path) -> pd.DataFrame:
-    """Read a RecBole atomic file (tab-separated, header ``name:type``), checking every row."""
+def _read_atomic(path: Path, ids: Sequence[str] = ()) -> pd.DataFrame:
+    """Read a RecBole atomic file (tab-separated, header ``name:type``), checking every row.
+
+    The columns named in ``ids`` (those present) must hold ids (see the module docstring)."""
     if not path.is_file():
         raise DataError(f"{path}: file not found")
     with open(path, "rb") as fh:
@@ -269,10 +403,11 @@ def _read_atomic(path: Path) -> pd.DataFrame:
         types = [h.split(":", 1)[1] for h in header]
         # Timestamps are numbers whatever type the header gives them, and never empty.
         numeric = [t == "float" or n == "timestamp" for n, t in zip(names, types)]
-        rows = []
+        rows, blank = [], []  # blank: numbers of the (skipped) empty lines, to name a row's line
         for lineno, line in lines:
             line = line.rstrip("\r\n")
             if not line:
+                blank.append(lineno)
                 continue
             parts = line.split("\t")
             if len(parts) != len(names):
@@ -294,6 +429,17 @@ def _read_atomic(path: Path) -> pd.DataFrame:
                     )
             rows.append(parts)
     frame = pd.DataFrame(rows, columns=names, dtype=object)
+    for column in ids:
+        if column not in names:
+            continue
+        values = frame[column].to_numpy()
+        bad = _first_bad_id(values)
+        if bad is not None:
+            lineno = int(np.flatnonzero(values == bad[0])[0]) + 2  # the header is line 1
+            for skipped in blank:
+                lineno += skipped <= lineno
+            raise DataError(f"{path}:{lineno}: field {header[names.index(column)]}: the id "
+                            f"{bad[1]}; {_ID_SHAPE}")
     for name, is_number in zip(names, numeric):
         if is_number:
             frame[name] = pd.to_numeric(frame[name])
@@ -309,7 +455,7 @@ def load_atomic(path: Path | str, name: str, prep: Preprocessing) -> Dataset:
         if len(found) != 1:
             raise DataError(f"{path}: expected exactly one .inter file, found {len(found)}")
         inter = found[0]
-    frame = _read_atomic(inter)
+    frame = _read_atomic(inter, ids=("user_id", "item_id"))
     for column in ("user_id", "item_id"):
         if column not in frame.columns:
             raise DataError(f"{inter}:1: expected a `{column}:token` column")
@@ -329,7 +475,7 @@ def load_atomic(path: Path | str, name: str, prep: Preprocessing) -> Dataset:
     text: dict[str, dict[str, str]] = {}
     labels: dict[str, tuple[str, ...]] = {}
     if item_file.exists():
-        items = _read_atomic(item_file)
+        items = _read_atomic(item_file, ids=("item_id",))
         if "item_id" not in items.columns:
             raise DataError(f"{item_file}:1: expected an `item_id:token` column")
         text, labels = _atomic_item_text(items)
@@ -396,10 +542,13 @@ def _iter_jsonl(path: Path):
                 if not line.strip():
                     continue
                 try:
-                    record = json.loads(line)
+                    record = json.loads(line, object_pairs_hook=_unique_keys)
                 except json.JSONDecodeError as exc:
                     raise DataError(f"{path}:{lineno}: expected one JSON object per line "
                                     f"({exc.msg})") from None
+                except _RepeatedKey as exc:
+                    raise DataError(f"{path}:{lineno}: field {_show(exc.args[0])} appears twice "
+                                    "in one object") from None
                 if not isinstance(record, dict):
                     raise DataError(f"{path}:{lineno}: expected a JSON object, got "
                                     f"{type(record).__name__}")
@@ -417,6 +566,34 @@ def _as_text(value: Any) -> str:
     return str(value).strip()
 
 
+def _meta_text(value: Any, where: str, name: str) -> str:
+    """An Amazon meta text field: text, a number, null, or a list of those (joined by spaces)."""
+    items = value if isinstance(value, list) else [value]
+    for item in items:
+        if isinstance(item, (list, dict)):
+            raise DataError(f"{where}: field {name}: expected text or a list of texts, got "
+                            f"{_json_kind(value)}")
+    return _as_text(value)
+
+
+def _review_id(rec: dict, key: str, where: str) -> str:
+    text = _json_id(rec[key])
+    if text is None:
+        raise DataError(f"{where}: field {key}: expected an id (a string or an integer), got "
+                        f"{_json_kind(rec[key])}")
+    return text
+
+
+def _check_ids(path: Path, linenos: list[int], field_values: dict[str, list[str]]) -> None:
+    """The id rules on JSONL ids already read as text, naming the line of the first bad one."""
+    for key, values in field_values.items():
+        array = np.asarray(values, dtype=object)
+        bad = _first_bad_id(array)
+        if bad is not None:
+            row = int(np.flatnonzero(array == bad[0])[0])
+            raise DataError(f"{path}:{linenos[row]}: field {key}: the id {bad[1]}; {_ID_SHAPE}")
+
+
 def load_amazon2023(reviews: Path | str, meta: Path | str | None, name: str, prep: Preprocessing,
                     max_chars: int = 512) -> Dataset:
     """Amazon Reviews 2023: ``reviews`` (user_id, parent_asin, rating, timestamp) + ``meta_`` file.
@@ -428,33 +605,59 @@ def load_amazon2023(reviews: Path | str, meta: Path | str | None, name: str, pre
     if meta is None:
         meta = reviews.with_name("meta_" + reviews.name)
     meta = Path(meta)
-    rows = []
+    users, asins, ratings, times, linenos = [], [], [], [], []
     for lineno, rec in _iter_jsonl(reviews):
         missing = [k for k in ("user_id", "parent_asin", "timestamp") if k not in rec]
         if missing:
             raise DataError(f"{reviews}:{lineno}: review record lacks {', '.join(missing)}")
-        try:
-            ts = float(rec["timestamp"])
-            rating = float(rec.get("rating", "nan"))
-        except (TypeError, ValueError):
-            raise DataError(f"{reviews}:{lineno}: timestamp and rating must be numbers") from None
-        rows.append((str(rec["user_id"]), str(rec["parent_asin"]), rating, ts))
-    raw = pd.DataFrame(rows, columns=["user_id", "item_id", "rating", "timestamp"])
+        where = f"{reviews}:{lineno}"
+        ts = _finite(rec["timestamp"])
+        if ts is None:
+            raise DataError(f"{where}: field timestamp: expected a finite number, got "
+                            f"{_json_kind(rec['timestamp'])}")
+        if "rating" in rec:
+            rating = _finite(rec["rating"])
+            if rating is None:
+                raise DataError(f"{where}: field rating: expected a finite number, got "
+                                f"{_json_kind(rec['rating'])}")
+        else:
+            rating = float("nan")  # no rating: kept, and below any rating_threshold
+        users.append(_review_id(rec, "user_id", where))
+        asins.append(_review_id(rec, "parent_asin", where))
+        ratings.append(rating)
+        times.append(ts)
+        linenos.append(lineno)
+    _check_ids(reviews, linenos, {"user_id": users, "parent_asin": asins})
+    raw = pd.DataFrame({"user_id": users, "item_id": asins, "rating": ratings,
+                        "timestamp": times})
     text, labels = {}, {}
     if meta.exists():
+        meta_asins, meta_lines = [], []
         for lineno, rec in _iter_jsonl(meta):
             if "parent_asin" not in rec:
                 raise DataError(f"{meta}:{lineno}: meta record lacks parent_asin")
-            asin = str(rec["parent_asin"])
-            cats = tuple(str(c) for c in (rec.get("categories") or []) if c)
+            where = f"{meta}:{lineno}"
+            asin = _review_id(rec, "parent_asin", where)
+            categories = rec.get("categories")
+            if categories is None:
+                categories = []
+            if not isinstance(categories, list) or any(isinstance(c, (list, dict))
+                                                       for c in categories):
+                raise DataError(f"{where}: field categories: expected a list of texts, got "
+                                f"{_json_kind(categories)}")
+            cats = tuple(str(c) for c in categories if c)
             text[asin] = {
-                "title": _as_text(rec.get("title"))[:max_chars],
-                "store": _as_text(rec.get("store"))[:max_chars],
+                "title": _meta_text(rec.get("title"), where, "title")[:max_chars],
+                "store": _meta_text(rec.get("store"), where, "store")[:max_chars],
                 "categories": ", ".join(cats),
-                "features": _as_text(rec.get("features"))[:max_chars],
-                "description": _as_text(rec.get("description"))[:max_chars],
+                "features": _meta_text(rec.get("features"), where, "features")[:max_chars],
+                "description": _meta_text(rec.get("description"), where,
+                                          "description")[:max_chars],
             }
             labels[asin] = cats
+            meta_asins.append(asin)
+            meta_lines.append(lineno)
+        _check_ids(meta, meta_lines, {"parent_asin": meta_asins})
     return preprocess(raw, text, labels, prep, name, str(reviews))
 
 
@@ -479,11 +682,17 @@ def clean_lcrec_title(title: str, placeholders: tuple[str, ...] = ()) -> str:
 
 
 def _read_json(path: Path) -> Any:
+    """(parsed JSON, the decompressed bytes); a leading byte-order mark is removed, and a key
+    repeated within one object is an error (``json`` would keep the last value silently)."""
     opener = gzip.open if path.suffix == ".gz" else open
     try:
         with opener(path, "rb") as fh:
             raw = fh.read()
-        return json.loads(raw.decode("utf-8")), raw
+        text = raw.decode("utf-8").removeprefix(_BOM)
+        return json.loads(text, object_pairs_hook=_unique_keys), raw
+    except _RepeatedKey as exc:
+        raise DataError(f"{path}: key {_show(exc.args[0])} appears twice in one object; each "
+                        "user and item is listed once") from None
     except (gzip.BadGzipFile, EOFError, OSError) as exc:
         raise DataError(f"{path}: unreadable ({type(exc).__name__}: {exc}); the file is damaged "
                         "or not gzip") from None
@@ -491,6 +700,22 @@ def _read_json(path: Path) -> Any:
         raise DataError(f"{path}: not UTF-8 at byte {exc.start}; save the file as UTF-8") from None
     except json.JSONDecodeError as exc:
         raise DataError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
+
+
+def _read_sha256sums(path: Path) -> dict[str, str]:
+    """``SHA256SUMS`` (``<digest>  <name>`` per line) as name -> digest; {} without the file."""
+    if not path.is_file():
+        return {}
+    sums = {}
+    for lineno, line in _text_lines(path, path.read_bytes().splitlines()):
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) != 2:
+            raise DataError(f"{path}:{lineno}: expected `<sha256>  <file name>`, got "
+                            f"{len(parts)} fields")
+        sums[parts[1].removeprefix("*")] = parts[0]
+    return sums
 
 
 def load_lcrec(inter: Path | str, name: str, prep: Preprocessing, *,
@@ -514,9 +739,7 @@ def load_lcrec(inter: Path | str, name: str, prep: Preprocessing, *,
                             f"{stem}.inter.json and {stem}.item.json side by side)")
     sequences, inter_raw = _read_json(inter)
     items, item_raw = _read_json(item_path)
-    sums = inter.with_name("SHA256SUMS")
-    sha256 = dict(reversed(line.split()) for line in sums.read_text().splitlines()
-                  if line.strip()) if sums.is_file() else {}
+    sha256 = _read_sha256sums(inter.with_name("SHA256SUMS"))
     for path, raw in ((inter, inter_raw), (item_path, item_raw)):
         expected = sha256.get(path.name.removesuffix(".gz"))
         if expected and hashlib.sha256(raw).hexdigest() != expected:
@@ -524,28 +747,55 @@ def load_lcrec(inter: Path | str, name: str, prep: Preprocessing, *,
                             "shipped copy was changed or damaged: restore it from git")
     if not isinstance(sequences, dict) or not isinstance(items, dict):
         raise DataError(f"{inter}: expected JSON objects (user -> item list, item -> fields)")
-    rows = []
+    for keys, path, what in ((sequences, inter, "user"), (items, item_path, "item")):
+        bad = _first_bad_id(list(keys))
+        if bad is not None:
+            raise DataError(f"{path}: {what} key {_show(bad[0])}: the {what} id {bad[1]}; "
+                            f"{_ID_SHAPE}")
+    users, item_ids, times = [], [], []
     for user, seq in sequences.items():
         if not isinstance(seq, list):
-            raise DataError(f"{inter}: user {user!r}: expected a list of item ids")
-        rows.extend((str(user), str(item), float(t)) for t, item in enumerate(seq))
-    raw = pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp"])
+            raise DataError(f"{inter}: user {_show(user)}: expected a list of item ids, got "
+                            f"{_json_kind(seq)}")
+        if not _ID_TYPES.issuperset(map(type, seq)):
+            pos = next(i for i, item in enumerate(seq) if _json_id(item) is None)
+            raise DataError(f"{inter}: user {_show(user)}, item [{pos}] (0-based): expected an "
+                            f"item id (a string or an integer), got {_json_kind(seq[pos])}")
+        ids = list(map(str, seq))
+        users.extend([user] * len(ids))
+        item_ids.extend(ids)
+        times.extend(range(len(ids)))
+    bad = _first_bad_id(item_ids)
+    if bad is not None:
+        for user, seq in sequences.items():  # name the first place it occurs
+            ids = [_json_id(item) for item in seq]
+            if bad[0] in ids:
+                raise DataError(f"{inter}: user {_show(user)}, item [{ids.index(bad[0])}] "
+                                f"(0-based): the item id {bad[1]}; {_ID_SHAPE}")
+    raw = pd.DataFrame({"user_id": users, "item_id": item_ids,
+                        "timestamp": np.asarray(times, dtype=np.float64)})
     text: dict[str, dict[str, str]] = {}
     labels: dict[str, tuple[str, ...]] = {}
     for iid, fields in items.items():
         if not isinstance(fields, dict):
-            raise DataError(f"{item_path}: item {iid!r}: expected an object of text fields")
+            raise DataError(f"{item_path}: item {_show(iid)}: expected an object of text fields, "
+                            f"got {_json_kind(fields)}")
+        for key in ("title", "brand", "categories", "description"):
+            value = fields.get(key)
+            if isinstance(value, (list, dict, bool)):
+                raise DataError(f"{item_path}: item {_show(iid)}, field {key}: expected text, got "
+                                f"{_json_kind(value)}")
         path = [c.strip() for c in html.unescape(str(fields.get("categories") or "")).split(",")
                 if c.strip()]
         root = path[:1]
         levels = tuple(path[1:])
-        text[str(iid)] = {
+        text[iid] = {
             "title": clean_lcrec_title(str(fields.get("title") or ""), tuple(root)),
             "brand": html.unescape(str(fields.get("brand") or "")).strip(),
             "categories": ", ".join(levels),
             "description": html.unescape(str(fields.get("description") or "")).strip()[:max_chars],
         }
-        labels[str(iid)] = levels
+        labels[iid] = levels
     dataset = preprocess(raw, text, labels, prep, name, str(inter))
     dataset.catalog.text_fields = text_fields
     dataset.stats["timestamps"] = False
