@@ -2,9 +2,11 @@
 
 Every number is recomputed from the per-user files (ranks) and the JSON beside each (list length
 for ranking methods, timings, parameters, diagnostics); nothing is read from logs or caches.
-A file that cannot be trusted (see :func:`benchmark.results.read_run`), or whose users differ
-from those of the reference method of its (dataset, protocol), stops the report with an error
-naming it; ``lenient=True`` skips it instead, warns on stderr and lists it in the report.
+A file that cannot be trusted (see :func:`benchmark.results.read_run` and
+:mod:`benchmark.result_checks`: ranks possible for the run, metrics equal to its JSON's), whose
+settings that change what a metric means differ from its table's, or whose users differ from
+those most files of its (dataset, protocol) hold, stops the report with an error naming it;
+``lenient=True`` skips it instead, warns on stderr and lists it in the report.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from benchmark.cache import atomic_write_text
 from benchmark.errors import BenchmarkError
 from benchmark.evaluation import HEADLINE, METRICS
 from benchmark.plots import plot_curves, plot_overall, plot_slices
+from benchmark.result_checks import check_table, majority
 from benchmark.results import MethodRuns, Skipped, load_results, load_tuning, ranks_from_table
 from benchmark.settings import DEFAULT_RESULTS_DIR, HarnessSettings, harness_settings
 from benchmark.statistics import (
@@ -127,20 +130,15 @@ def _users(table: pd.DataFrame) -> tuple[tuple[str, str], ...]:
 
 def _same_users(methods: dict[str, MethodRuns], settings: HarnessSettings, lenient: bool,
                 skipped: list[Skipped]) -> dict[str, MethodRuns]:
-    """The methods (and seeds) whose per-user files hold the reference's users; any other file
+    """The methods (and seeds) whose per-user files hold the table's test cases; any other file
     is an error, or, with ``lenient``, skipped. Per-user values are paired by position, so a
-    file on other users would compare different test cases."""
+    file on other users would compare different test cases. The table's test cases are those
+    most files hold, the reference's on a tie (:func:`benchmark.result_checks.majority`)."""
     reference = _choose_reference(methods, settings.reference, settings.fallback_reference)
-    if reference is None:  # no reference method: the users most files share
-        counts: dict[tuple[str, ...], int] = {}
-        for runs in methods.values():
-            for table in runs.tables:
-                counts[_users(table)] = counts.get(_users(table), 0) + 1
-        users = max(counts, key=lambda u: counts[u])  # first of the most common, in file order
-        ref_path = next(p for r in methods.values() for p, t in zip(r.paths, r.tables)
-                        if _users(t) == users)
-    else:
-        users, ref_path = _users(methods[reference].tables[0]), methods[reference].paths[0]
+    files = [(path, _users(table), name == reference) for name, runs in methods.items()
+             for path, table in zip(runs.paths, runs.tables)]
+    users = majority([u for _, u, _ in files], [ref for *_, ref in files])
+    ref_path = next(p for p, u, _ in sorted(files, key=lambda f: not f[2]) if u == users)
     ref_name = f"{ref_path.parent.name}/{ref_path.name}"
     split = next(r.get("split_hash") for ms in methods.values()
                  for r, p in zip(ms.results, ms.paths) if p == ref_path)
@@ -708,7 +706,9 @@ def write_report(results_dir: Path, output: Path | None = None, lenient: bool = 
     skipped = loaded.skipped
     found = {}
     for where, methods in loaded.runs.items():
-        kept = _same_users(methods, settings, lenient, skipped)
+        reference = _choose_reference(methods, settings.reference, settings.fallback_reference)
+        kept = _same_users(check_table(methods, reference, lenient, skipped), settings, lenient,
+                           skipped)
         if kept:
             found[where] = kept
     for s in skipped:

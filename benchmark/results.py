@@ -415,7 +415,11 @@ class ResultSet:
 
 def load_results(results_dir: Path, lenient: bool = False) -> ResultSet:
     """Every ``<dataset>/<protocol>/<method>/seed*.json`` with its per-user file, checked by
-    :func:`read_run`. Strict: the first bad file is a BenchmarkError; lenient: it is skipped."""
+    :func:`read_run` and cross-checked by :func:`benchmark.result_checks.check_run` (ranks
+    possible for the run, metrics those of the JSON). Strict: the first bad file is a
+    BenchmarkError; lenient: it is skipped."""
+    from benchmark.result_checks import check_run  # here: kept apart from the writing side
+
     found: dict[tuple[str, str], dict[str, MethodRuns]] = {}
     skipped: list[Skipped] = []
     for path in sorted(Path(results_dir).glob("*/*/*/seed*.json")):
@@ -423,6 +427,7 @@ def load_results(results_dir: Path, lenient: bool = False) -> ResultSet:
         dataset, protocol, method = method_dir.parent.parent.name, method_dir.parent.name, method_dir.name
         try:
             result, table = read_run(path, path.with_suffix(".per_user.csv"))
+            check_run(path, result, table)
         except BenchmarkError as exc:
             if not lenient:
                 raise BenchmarkError(f"{exc} (`report --lenient` skips such files)") from exc

@@ -102,3 +102,34 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def written_metrics(per_user_csv: Path, list_length: int | None = None) -> dict:
+    """The ``metrics`` the runner writes into a result JSON for a per-user file: the writer's
+    :func:`benchmark.results.slice_metrics` over the slices :func:`~benchmark.results.per_user_table`
+    builds (all, history and popularity buckets; tied and cold targets where filled). For
+    hand-made result files, which the report cross-checks against their per-user file."""
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from benchmark.results import slice_metrics
+
+    table = pd.read_csv(per_user_csv, dtype={"user_id": str, "target_item_id": str})
+
+    def true(column: str) -> np.ndarray:
+        if column not in table:
+            return np.zeros(len(table), dtype=bool)
+        return (table[column].astype(str) == "True").to_numpy()
+
+    slices = {"all": {"all": np.ones(len(table), dtype=bool)}}
+    for column, buckets in (("history_bucket", ("short", "medium", "long")),
+                            ("popularity_bucket", ("head", "torso", "tail"))):
+        slices[column] = {b: (table[column].astype(str) == b).to_numpy() for b in buckets}
+    if "tied_target" in table and table["tied_target"].notna().any():
+        slices["tied_target"] = {"tied": true("tied_target"), "untied": ~true("tied_target")}
+    if "cold_item" in table and table["cold_item"].notna().any():
+        cold, cold_valid = true("cold_item"), true("cold_valid")
+        slices["cold_item"] = {"cold": cold, "cold_valid": cold_valid, "warm": ~cold & ~cold_valid}
+    settings = SimpleNamespace(bootstrap_seed=0, bootstrap_resamples=20)
+    return slice_metrics(table, slices, list_length, settings)

@@ -10,6 +10,7 @@ import threading
 
 import pandas as pd
 import pytest
+from conftest import written_metrics
 
 from benchmark import results
 from benchmark.adapter import RunContext
@@ -261,19 +262,22 @@ def test_a_damaged_finished_run_is_recomputed(tiny_atomic, tmp_path, cache_dir, 
 # --------------------------------------------------------------------------- strict report
 
 
-def write_seed(root, method, ranks, users=USERS, seed=0, n_test_cases=None):
-    """One seed of one method as the runner writes it (the fields the report reads)."""
+def write_seed(root, method, ranks, users=USERS, seed=0, n_test_cases=None, list_length=None):
+    """One seed of one method as the runner writes it (the fields the report reads, and the
+    metrics of those ranks; a ``list_length``: a method that returns top-K lists)."""
     folder = root / "toy" / "loo" / method
     folder.mkdir(parents=True, exist_ok=True)
     lines = ["user_id,target_item_id,rank,history_bucket,popularity_bucket,cold_item"]
     lines += [f"{u},i{n},{'' if r is None else r},short,head," for n, (u, r) in
               enumerate(zip(users, ranks))]
-    (folder / f"seed{seed}.per_user.csv").write_text("\n".join(lines) + "\n")
+    csv = folder / f"seed{seed}.per_user.csv"
+    csv.write_text("\n".join(lines) + "\n")
     result = {
         "schema_version": 2, "method": method, "seed": seed, "protocol": "loo",
         "profile": "default", "split_hash": "abc", "cold_set_hash": None, "cold_set_size": 0,
         "n_valid_cases": len(users), "n_test_cases": n_test_cases or len(users),
-        "list_length": None,
+        "list_length": list_length, "output": "scores" if list_length is None else "ranking",
+        "metrics": written_metrics(csv, list_length),
         "dataset": {"name": "toy", "stats": {"n_users": 60, "n_items": 90, "n_interactions": 200}},
         "harness": {"mask_history": True, "top_k": 20},
         "environment": {"git_commit": "0123456789ab", "hardware": {"device": "cpu",
@@ -396,7 +400,7 @@ def test_a_damaged_seed_leaves_the_methods_other_seeds(tmp_path, capsys, no_plot
 
 def test_results_that_agree_are_read_as_written(tmp_path):
     root = tmp_path / "results"
-    path = write_seed(root, "m", [1, None, *range(3, 61)])
+    path = write_seed(root, "m", [1, None, *range(3, 61)], list_length=60)
     result, table = results.read_run(path, path.with_suffix(".per_user.csv"))
     assert result["n_test_cases"] == 60 and list(table["user_id"]) == USERS
     assert table["rank"].isna().sum() == 1 and table["rank"].dropna().tolist()[:2] == [1, 3]

@@ -9,6 +9,7 @@ import json
 
 import numpy as np
 import pytest
+from conftest import written_metrics
 
 from benchmark.errors import BenchmarkError
 from benchmark.report import write_report
@@ -18,18 +19,22 @@ HISTORY = ["short"] * 5 + ["long"] * 5
 
 
 def write_method(root, method, ranks, seed=0, users=USERS, fit_seconds=1.0, split="abc",
-                 curve=()):
-    """One seed of one method: a per-user CSV as the runner writes it, and a minimal JSON."""
+                 curve=(), list_length=None):
+    """One seed of one method: a per-user CSV as the runner writes it, and a minimal JSON with
+    the metrics of those ranks (a ``list_length``: a method that returns top-K lists)."""
     folder = root / "toy" / "loo" / method
     folder.mkdir(parents=True, exist_ok=True)
     lines = ["user_id,target_item_id,rank,history_bucket,popularity_bucket,cold_item"]
     lines += [f"{u},i{n},{'' if r is None else r},{h},,"
               for n, (u, r, h) in enumerate(zip(users, ranks, HISTORY))]
-    (folder / f"seed{seed}.per_user.csv").write_text("\n".join(lines) + "\n")
+    csv = folder / f"seed{seed}.per_user.csv"
+    csv.write_text("\n".join(lines) + "\n")
     result = {
         "schema_version": 2, "method": method, "seed": seed, "protocol": "loo",
         "profile": "default", "split_hash": split, "cold_set_hash": None, "cold_set_size": 0,
-        "n_valid_cases": 10, "n_test_cases": 10, "list_length": None,
+        "n_valid_cases": 10, "n_test_cases": 10, "list_length": list_length,
+        "output": "scores" if list_length is None else "ranking",
+        "metrics": written_metrics(csv, list_length),
         "dataset": {"name": "toy",
                     "stats": {"n_users": 10, "n_items": 50, "n_interactions": 200}},
         "harness": {"mask_history": True, "top_k": 20},
@@ -66,13 +71,14 @@ def report(results, tmp_path):
 @pytest.fixture
 def main_run(tmp_path):
     """sasrec_id ranks every target 3rd (NDCG@10 = 1/2); weak 7th (1/3); strong has two seeds,
-    1st and 7th (per-user mean 2/3); mixed alternates hits and misses (0.55 overall)."""
+    1st and 7th (per-user mean 2/3); mixed, a top-20 list, alternates hits and misses (0.55
+    overall)."""
     results = tmp_path / "results"
     write_method(results, "sasrec_id", [3] * 10)
     write_method(results, "weak", [7] * 10)
     write_method(results, "strong", [1] * 10, seed=0, fit_seconds=2.0)
     write_method(results, "strong", [7] * 10, seed=1, fit_seconds=4.0)
-    write_method(results, "mixed", [1, None, 1, 20, 1, 20, 1, 20, 1, 3])
+    write_method(results, "mixed", [1, None, 1, 20, 1, 20, 1, 20, 1, 3], list_length=20)
     return report(results, tmp_path)
 
 
