@@ -23,9 +23,11 @@ from tabulate import tabulate
 
 from benchmark import registry
 from benchmark.cache import atomic_write_text
+from benchmark.code_status import code_status
 from benchmark.errors import BenchmarkError
 from benchmark.evaluation import HEADLINE, METRICS
 from benchmark.plots import plot_curves, plot_overall, plot_slices
+from benchmark.populations import split_populations, superseded_section
 from benchmark.result_checks import check_table, majority
 from benchmark.results import MethodRuns, Skipped, load_results, load_tuning, ranks_from_table
 from benchmark.settings import DEFAULT_RESULTS_DIR, HarnessSettings, harness_settings
@@ -270,7 +272,9 @@ def _section(dataset: str, protocol: str, methods: dict[str, MethodRuns], plot_d
     c = Comparison.of(methods, settings)
     table0 = slice_columns(methods)
     slice_means = {name: c.slice_means(name) for name in c.order}
-    return [*_header(dataset, protocol, c), *_leaderboard(c), *_slice_table(c, slice_means),
+    code = code_status(r for runs in methods.values() for r in runs.results).lines()
+    return [*_header(dataset, protocol, c), *[f"{line}\n" for line in code], *_leaderboard(c),
+            *_slice_table(c, slice_means),
             *_cold_depth(methods, c.order, table0, c.reference), *_significance(c),
             *_plots(dataset, protocol, c, slice_means, plot_dir, report_dir)]
 
@@ -704,8 +708,10 @@ def write_report(results_dir: Path, output: Path | None = None, lenient: bool = 
     settings = harness_settings("default")
     loaded = load_results(results_dir, lenient=lenient)
     skipped = loaded.skipped
-    found = {}
+    found, superseded = {}, {}
     for where, methods in loaded.runs.items():
+        methods, old = split_populations(methods)
+        superseded.update({(*where, label): runs for label, runs in old.items()})
         reference = _choose_reference(methods, settings.reference, settings.fallback_reference)
         kept = _same_users(check_table(methods, reference, lenient, skipped), settings, lenient,
                            skipped)
@@ -725,6 +731,7 @@ def write_report(results_dir: Path, output: Path | None = None, lenient: bool = 
     for (dataset, protocol), methods in sorted(found.items(), key=lambda kv: (kv[0][0], kv[0][1] != "loo")):
         lines += _section(dataset, protocol, methods, results_dir / "plots", output.parent,
                           settings)
+    lines += superseded_section(superseded)
     lines += _curves(found, results_dir / "plots", output.parent)
     lines += _compute(found)
     lines += _tuning(load_tuning(results_dir), found)

@@ -342,7 +342,8 @@ def _read_per_user(path: Path) -> pd.DataFrame:
     repeated = table["user_id"][table["user_id"].duplicated()]
     if len(repeated):
         raise BenchmarkError(f"{path}: user {repeated.iloc[0]!r} appears more than once")
-    out = pd.read_csv(io.StringIO(text), dtype={"user_id": str, "target_item_id": str})
+    out = pd.read_csv(io.StringIO(text), dtype={"user_id": str, "target_item_id": str},
+                      keep_default_na=False, na_values=[""])  # an id "NA" stays an id
     out["rank"] = pd.array([int(r) if r else None for r in rank], dtype="Int64")
     return out
 

@@ -175,7 +175,6 @@ def test_runs_without_history_masking_are_not_compared_with_masked_runs(results,
 @pytest.mark.parametrize("edit, setting", [
     (lambda r: r["harness"].update(ties="optimistic"), r"harness\.ties is `\"optimistic\"`"),
     (lambda r: r["harness"].pop("ties"), r"harness\.ties is not recorded"),
-    (lambda r: r.update(eval_users={"sample": 10, "seed": 1}), r"eval_users is `\{\"sample\""),
     (lambda r: r.update(protocol="cold_item"), r"protocol is `\"cold_item\"`"),
     (lambda r: r["harness"].update(cutoffs=[5, 10]), r"cutoffs is `\[5, 10\]`, but 2 of the 3"),
 ])
@@ -187,6 +186,17 @@ def test_every_setting_that_changes_a_metrics_meaning_must_agree(results, tmp_pa
     edit_json(results, "weak", edit)
     with pytest.raises(BenchmarkError, match=r"toy/loo/weak/seed0\.json: " + setting):
         report(results, tmp_path)
+
+
+def test_another_evaluation_population_goes_to_a_marked_table_without_verdicts(results,
+                                                                              tmp_path):
+    """A run on a superseded sample is neither compared in the table nor refused: it is shown
+    apart, marked, and untested (a re-run to every user proceeds method by method)."""
+    edit_json(results, "weak", lambda r: r.update(eval_users={"sample": 10, "seed": 1}))
+    text = report(results, tmp_path)
+    assert leaderboard_methods(text) == ["sasrec_id", "random"]
+    rest = text.split("## Superseded evaluation samples", 1)[1]
+    assert "toy, `loo`, sample of 10 (seed 1)" in rest and "| weak | 1 |" in rest
 
 
 def test_unrecorded_cutoffs_and_eval_users_do_not_split_a_table(results, tmp_path):
@@ -231,3 +241,17 @@ def test_test_cases_are_the_majoritys_not_the_references(results, tmp_path):
     with pytest.raises(BenchmarkError, match=r"sasrec_id/seed0\.json: 1 of its 10 users are not "
                                              r"among the 10 users of random/seed0\.json"):
         report(results, tmp_path)
+
+
+def test_an_id_that_reads_as_missing_is_read_as_an_id(tmp_path):
+    """A per-user file of users "NA" and "null" (made before the loaders refused such ids) is
+    read with those ids, not NaN, and the report does not fail with an internal error."""
+    from benchmark.results import _read_per_user
+
+    path = tmp_path / "seed0.per_user.csv"
+    path.write_text("user_id,target_item_id,rank,cold_item\nNA,null,3,\nu2,i2,,\n")
+    table = _read_per_user(path)
+    assert table["user_id"].tolist() == ["NA", "u2"]
+    assert table["target_item_id"].tolist() == ["null", "i2"]
+    assert table["rank"].isna().tolist() == [False, True]
+    assert table["cold_item"].isna().all()
