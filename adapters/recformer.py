@@ -11,9 +11,11 @@ Pipeline (model and input construction in ``benchmark/models/recformer.py``):
    checkpoint, re-encodes once and keeps that matrix for good. Early stopping on validation
    NDCG@10 (as in the reference code, validation scores use the item matrix of the epoch).
 
-``recformer_zeroshot`` (``finetune: false``) is the same class stopped after step 1: "zero-shot"
-here means our dataset pretraining, before any finetuning (the paper's zero-shot model has
-pretrained on *other* data only). ``--set pretrain_epochs=0`` gives the raw sentence encoder.
+``recformer_pretrained`` (``finetune: false``; called ``recformer_zeroshot`` before result schema
+3) is the same class stopped after step 1: pretrained on this dataset's training sequences,
+before any finetuning. That is not the paper's zero-shot setting (pretrained on *other* data
+only), which needs a transfer variant that never sees the target's sequences; it is not built
+yet. ``--set pretrain_epochs=0`` gives the raw sentence encoder.
 Both variants key the pretraining checkpoint and its item vectors identically, so whichever
 runs first builds them and the other loads them.
 
@@ -85,7 +87,7 @@ class Recformer(AdapterBase):
     @dataclass
     class Config:
         backbone: str = PACKAGED_MINILM  # any BERT-like HF id or local directory
-        finetune: bool = True  # false = evaluate the pretrained encoder (recformer_zeroshot)
+        finetune: bool = True  # false = evaluate the pretrained encoder (recformer_pretrained)
         # Item attributes that make an item's sentence, in this order; None = the dataset's
         # `text_fields` (Amazon: title, brand, categories; ML-100K: every attribute).
         fields: list[str] | None = None

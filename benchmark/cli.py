@@ -300,7 +300,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.all:
         methods = [m for m in known if m not in settings.peers or args.with_peers]
     else:
-        methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+        methods = [registry.resolve_name(m.strip()) for m in args.methods.split(",") if m.strip()]
         if not methods:
             raise BenchmarkError(f"--methods names no method, got {args.methods!r}; "
                                  f"known methods: {', '.join(known)}")
@@ -397,6 +397,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     from benchmark.settings import default_cache_dir, results_dir_for
 
     _load_external(args.adapter_module)
+    args.method = registry.resolve_name(args.method)
     if args.method not in registry.available():
         raise BenchmarkError(f"unknown method {args.method!r}; known methods: "
                              f"{', '.join(registry.available())}")

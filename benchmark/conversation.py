@@ -38,10 +38,11 @@ class Conversational(Protocol):
 
 
 def _fitted(args: argparse.Namespace):
-    from benchmark import runner
+    from benchmark import registry, runner
     from benchmark.config import parse_overrides
     from benchmark.settings import harness_settings
 
+    args.method = registry.resolve_name(args.method)
     req = runner.RunRequest(
         method=args.method, dataset=args.dataset or "ml-100k", protocol=args.protocol, seed=args.seed,
         profile=args.profile, overrides=parse_overrides(args.overrides), meta=args.meta,

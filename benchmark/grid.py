@@ -33,7 +33,7 @@ SHARED_ARTEFACTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "SASRec-ID checkpoint": (("sasrec_id", "ra_rec", "ra_rec_hard"),
                              ("dataset", "protocol", "seed")),
     # Recformer's pretraining and its item vectors (training data; both variants).
-    "Recformer pretraining": (("recformer", "recformer_zeroshot"),
+    "Recformer pretraining": (("recformer", "recformer_pretrained"),
                               ("dataset", "protocol", "seed")),
     # MiniLM item embeddings and the RQ-VAE codes over them: item text and config only (the
     # semantic-ID seed is a config key), so one copy serves every protocol and run seed.

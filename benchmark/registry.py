@@ -40,6 +40,8 @@ CONFIG_DIR = REPO_ROOT / "configs"
 METHOD_CONFIG_DIR = CONFIG_DIR / "methods"
 
 _CLASSES: dict[str, type] = {}  # filled by @register when a module is imported
+# Renamed methods, old name -> new, accepted (with a note) for one result schema version.
+ALIASES = {"recformer_zeroshot": "recformer_pretrained"}
 _EXTRA_CONFIG_DIRS: list[Path] = []
 
 
@@ -215,6 +217,18 @@ def available() -> dict[str, MethodSpec]:
             )
             specs[name] = MethodSpec(name, f"{cls.__module__}:{cls.__qualname__}", yaml_path)
     return dict(sorted(specs.items()))
+
+
+def resolve_name(name: str, note: bool = True) -> str:
+    """A method's current name: an old name (:data:`ALIASES`) becomes the new one, with a
+    one-line note on stderr when ``note``."""
+    new = ALIASES.get(name)
+    if new is None:
+        return name
+    if note:
+        print(f"note: method {name!r} is now called {new!r}; the old name is accepted until "
+              "the next result schema", file=sys.stderr)
+    return new
 
 
 def spec(name: str) -> MethodSpec:

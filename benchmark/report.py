@@ -24,6 +24,8 @@ from tabulate import tabulate
 from benchmark import registry
 from benchmark.cache import atomic_write_text
 from benchmark.code_status import code_status
+from benchmark.comparisons import ALPHA, compare, verdict
+from benchmark.config import PROFILES
 from benchmark.errors import BenchmarkError
 from benchmark.evaluation import HEADLINE, METRICS
 from benchmark.plots import plot_curves, plot_overall, plot_slices
@@ -31,15 +33,10 @@ from benchmark.populations import split_populations, superseded_section
 from benchmark.result_checks import check_table, majority
 from benchmark.results import MethodRuns, Skipped, load_results, load_tuning, ranks_from_table
 from benchmark.settings import DEFAULT_RESULTS_DIR, HarnessSettings, harness_settings
-from benchmark.statistics import (
-    bootstrap_ci,
-    compare_to_reference,
-    hierarchical_bootstrap,
-    holm_family,
-)
+from benchmark.statistics import bootstrap_ci
 
-ALPHA = 0.05
 PROTOCOL_TITLES = {"loo": "leave-one-out (`loo`)", "cold_item": "cold-start items (`cold_item`)"}
+COLD_LABELS = ("cold_item=cold", "cold_item=cold_valid")
 SLICE_COLUMNS = {"history_bucket": ("short", "medium", "long"),
                  "popularity_bucket": ("head", "torso", "tail"),
                  "tied_target": (True, False),
@@ -51,10 +48,8 @@ def _fmt(x: float | None, digits: int = 4) -> str:
 
 
 def _mark(test: dict | None) -> str:
-    """▲ / ▼: better / worse than the reference, Holm-corrected paired t-test p < 0.05."""
-    if not test or test["t_p_holm"] >= ALPHA:
-        return ""
-    return " ▲" if test["mean_diff"] > 0 else " ▼"
+    """▲ / ▼: better / worse than the reference by the one rule (benchmark.comparisons)."""
+    return {1: " ▲", -1: " ▼", 0: ""}[verdict(test)]
 
 
 def _seconds(x: float | None) -> str:
@@ -206,46 +201,31 @@ class Comparison:
         """Paired tests of every method against the reference on ``metric`` (Holm-corrected)."""
         key = (metric, label)
         if key not in self._tests:
-            self._tests[key] = self._compare(metric, mask)
+            self._tests[key] = self._compare(metric, mask, label)
         return self._tests[key]
 
-    def _compare(self, metric: str, mask: np.ndarray | None) -> dict[str, dict]:
-        if self.reference is None:
-            return {}
-        per_user = {}
-        for name, runs in self.methods.items():
-            v = runs.per_user(metric, mask)
-            if v is not None and len(v):
-                per_user[name] = v
-        if self.reference not in per_user:
-            return {}
-        tests = compare_to_reference(per_user, self.reference, self.settings.families or None,
-                                     alpha=ALPHA, seed=self.settings.bootstrap_seed,
-                                     n_resamples=self.settings.bootstrap_resamples)
-        self._add_seed_level(tests, metric, mask)
-        return tests
+    def reference_for(self, label: str) -> str | None:
+        """The reference of a slice: `random` on cold targets (where an ID model scores 0 by
+        construction), the table's reference elsewhere."""
+        if label in COLD_LABELS and "random" in self.methods:
+            return "random"
+        return self.reference
 
-    def _add_seed_level(self, tests: dict[str, dict], metric: str, mask: np.ndarray | None
-                        ) -> None:
-        """The hierarchical bootstrap (users and seeds resampled) where both sides have two
-        or more seeds, Holm-corrected within the family like the t-test."""
-        ref = self.methods[self.reference]
-        if len(ref.tables) < 2:
-            return
-        raw = {}
-        for name, test in tests.items():
-            runs = self.methods[name]
-            if len(runs.tables) < 2:
-                continue
-            a, b = runs.per_seed(metric, mask), ref.per_seed(metric, mask)
-            test["seed_level"] = hierarchical_bootstrap(
-                a, b, seed=self.settings.bootstrap_seed,
-                n_resamples=self.settings.bootstrap_resamples)
-            raw.setdefault(test["family"], {})[name] = test["seed_level"]["p"]
-        for family, pvalues in raw.items():
-            m = next(t["m"] for t in tests.values() if t["family"] == family)
-            for name, p in holm_family(pvalues, m).items():
-                tests[name]["seed_level"]["p_holm"] = p
+    def _compare(self, metric: str, mask: np.ndarray | None, label: str = "all"
+                 ) -> dict[str, dict]:
+        reference = self.reference_for(label)
+        if reference is None:
+            return {}
+        per_seed = {}
+        for name, runs in self.methods.items():
+            v = runs.per_seed(metric, mask)
+            if v is not None and v.shape[1]:
+                per_seed[name] = v
+        clusters = None
+        if label in COLD_LABELS:  # cold cases cluster on items
+            targets = slice_columns(self.methods)["target_item_id"].to_numpy()
+            clusters = targets if mask is None else targets[mask]
+        return compare(per_seed, reference, self.settings.families or None, clusters)
 
     def slice_means_of(self, mask: np.ndarray) -> dict[str, float]:
         """{method: mean of the headline metric over ``mask``}."""
@@ -300,18 +280,10 @@ def _header(dataset: str, protocol: str, c: Comparison) -> list[str]:
     return [f"## {dataset} — {PROTOCOL_TITLES.get(protocol, protocol)}", "", line, ""]
 
 
-def _rule_p(test: dict) -> float:
-    """The p-value the fixed rule reads: the users x seeds bootstrap's Holm p where both sides
-    have two or more seeds (it counts training randomness), else the paired t-test's."""
-    seed_level = test.get("seed_level")
-    return seed_level["p_holm"] if seed_level else test["t_p_holm"]
-
-
 def _verdict(test: dict) -> str:
-    """The fixed rule: Holm-corrected p < ALPHA (see :func:`_rule_p`), in words."""
-    if _rule_p(test) >= ALPHA:
-        return "not significantly different from"
-    return "significantly better than" if test["mean_diff"] > 0 else "significantly worse than"
+    """The one rule (benchmark.comparisons), in words."""
+    return {1: "significantly better than", -1: "significantly worse than",
+            0: "not significantly different from"}[verdict(test)]
 
 
 def _p(value: float) -> str:
@@ -328,24 +300,18 @@ def _p(value: float) -> str:
 def _claim(name: str, test: dict, reference: str) -> str:
     lo, hi = test["diff_ci95"]
     mde = test["mde"]
-    tail = "" if test["t_p_holm"] < ALPHA or not np.isfinite(mde) else (
+    tail = "" if verdict(test) or not np.isfinite(mde) else (
         f"; the test could detect {mde:.4f} at 80% power")
-    user_level = (f"95% CI [{lo:+.4f}, {hi:+.4f}], Holm p = {_p(test['t_p_holm'])}, family "
-                  f"{test['family']} of {test['m']}{tail}")
-    seed_level = test.get("seed_level")
-    if seed_level:
-        slo, shi = seed_level["ci95"]
-        return (f"`{name}` is {_verdict(test)} `{reference}` (Δ {test['mean_diff']:+.4f}; "
-                f"users x seeds bootstrap: 95% CI [{slo:+.4f}, {shi:+.4f}], Holm p = "
-                f"{_p(seed_level['p_holm'])}; user-level t-test on seed means: {user_level})")
-    return (f"`{name}` is {_verdict(test)} `{reference}` (Δ {test['mean_diff']:+.4f}, "
-            f"{user_level}; one seed on a side: user-level test only)")
+    seeds = "x".join(map(str, test["seeds"]))
+    items = f", {test['clusters']} target items as clusters" if test.get("clusters") else ""
+    return (f"`{name}` is {_verdict(test)} `{reference}` (Δ {test['mean_diff']:+.4f}, 95% CI "
+            f"[{lo:+.4f}, {hi:+.4f}], seed-aware test on {seeds} seeds{items}: Holm p = "
+            f"{_p(test['p_holm'])}, family {test['family']} of {test['m']}{tail})")
 
 
 def _findings(found: dict, settings: HarnessSettings) -> list[str]:
-    """Sentences computed from the results, by one rule (Holm-corrected p < 0.05 within the
-    profile's families: the users x seeds bootstrap where both sides have two or more seeds,
-    else the paired t-test, marked as such): what README may quote."""
+    """Sentences computed from the results by the one rule of benchmark.comparisons: what
+    README may quote."""
     lines: list[str] = []
     for (dataset, protocol), methods in sorted(found.items(),
                                                key=lambda kv: (kv[0][0], kv[0][1] != "loo")):
@@ -375,54 +341,52 @@ def _findings(found: dict, settings: HarnessSettings) -> list[str]:
                 continue
             top = max(hits, key=lambda m: means[m])
             cold_tests = c.tests(HEADLINE, mask, label)
-            ref_cold = means.get(c.reference, 0.0)
+            floor = c.reference_for(label)
             sentence = (f"- Cold targets (n = {n}): {len(hits)} of {len(c.order)} methods put "
                         f"one in the top 10 ({', '.join(f'`{h}`' for h in hits)}); best "
-                        f"`{top}`, {HEADLINE} {means[top]:.4f} against {ref_cold:.4f} for "
-                        f"`{c.reference}`")
+                        f"`{top}`, {HEADLINE} {means[top]:.4f} against {means.get(floor, 0.0):.4f}"
+                        f" for `{floor}`")
             if top in cold_tests:
-                sentence += f": {_claim(top, cold_tests[top], c.reference)}"
+                sentence += f": {_claim(top, cold_tests[top], floor)}"
+            above = [h for h in hits if h != top and verdict(cold_tests.get(h)) > 0]
+            if above:
+                sentence += (f"; also above `{floor}` by the same test: "
+                             + ", ".join(f"`{h}`" for h in above))
             out.append(sentence + ".")
         lines += [f"### {dataset}, {PROTOCOL_TITLES.get(protocol, protocol)}", "", *out, ""]
     if not lines:
         return []
     return ["## Findings", "",
-            "Generated from the result files by one rule: a difference is claimed only where "
-            "the Holm-corrected test against the reference gives p < 0.05 within the method's "
-            "family (the profile's `families`). Where both methods have two or more seeds the "
-            "test is the users x seeds bootstrap, which counts training randomness; where one "
-            "has a single seed it is the paired t-test over users, and the sentence says so "
-            "(DESIGN.md asks for three seeds before any comparison is tested). Methods of the "
-            "`main` family are listed; the tables below have every method.", "", *lines]
+            "Generated from the result files by one rule, the same that puts every ▲ / ▼ in "
+            "the tables: a difference is claimed only where the seed-aware test (users and "
+            "training seeds both random; `benchmark/seed_test.py`) against the reference gives "
+            "a Holm-corrected p < 0.05 within the method's family (the profile's `families`). "
+            "Cold targets are compared with `random`, with the target items as clusters. "
+            "Methods of the `main` family are listed; the tables below have every method.",
+            "", *lines]
 
 
 def _against_popularity(c: Comparison, settings: HarnessSettings) -> str | None:
     """The floor every paradigm should clear: each `main`-family method (and the reference)
-    against `popularity`, paired t-test over users on seed means, Holm across those tests
-    (the same comparison as against the reference, with popularity as the one family's
-    reference)."""
+    against `popularity` by the one rule, Holm across those tests."""
     pop = c.methods.get("popularity")
     if pop is None:
         return None
-    base = pop.per_user(HEADLINE)
     main = set((settings.families or {}).get("main", []))
-    per_user = {"popularity": base}
+    per_seed = {"popularity": pop.per_seed(HEADLINE)}
     for name in c.order:
-        v = c.methods[name].per_user(HEADLINE)
-        if (name in main or name == c.reference) and v is not None and len(v) == len(base):
-            per_user[name] = v
-    tests = compare_to_reference(per_user, "popularity", alpha=ALPHA,
-                                 seed=settings.bootstrap_seed,
-                                 n_resamples=settings.bootstrap_resamples)
+        if name in main or name == c.reference:
+            per_seed[name] = c.methods[name].per_seed(HEADLINE)
+    tests = compare(per_seed, "popularity", None)
     if not tests:
         return None
     parts = []
     for name, t in tests.items():
-        d, (lo, hi), p = t["mean_diff"], t["diff_ci95"], t["t_p_holm"]
-        word = ("above" if d > 0 else "below") if p < ALPHA else "not different"
-        parts.append(f"`{name}` {word} (Δ {d:+.4f} [{lo:+.4f}, {hi:+.4f}], p = {_p(p)})")
-    return (f"- Against `popularity` ({HEADLINE} {base.mean():.4f}; paired t-test over users "
-            f"on seed means, Holm over these {len(tests)}): " + "; ".join(parts) + ".")
+        d, (lo, hi) = t["mean_diff"], t["diff_ci95"]
+        word = {1: "above", -1: "below", 0: "not different"}[verdict(t)]
+        parts.append(f"`{name}` {word} (Δ {d:+.4f} [{lo:+.4f}, {hi:+.4f}], p = {_p(t['p_holm'])})")
+    return (f"- Against `popularity` ({HEADLINE} {per_seed['popularity'].mean():.4f}; the same "
+            f"seed-aware test, Holm over these {len(tests)}): " + "; ".join(parts) + ".")
 
 
 def _eval_users(result: dict) -> str:
@@ -489,7 +453,8 @@ def _slice_table(c: Comparison, slice_means: dict[str, dict[str, tuple]]) -> lis
 
 
 def _significance(c: Comparison) -> list[str]:
-    """Difference and Holm-corrected p-values of every method against the reference."""
+    """Difference, interval and Holm-corrected p-values of every method against the slice's
+    reference: the rule's test first, the user-level tests as supplementary columns."""
     if not c.reference:
         return []
     rows = []
@@ -499,24 +464,26 @@ def _significance(c: Comparison) -> list[str]:
             if name in tests:
                 t = tests[name]
                 lo, hi = t["diff_ci95"]
-                seed_level = t.get("seed_level")
-                rows.append([label, name, f"{t['family']} ({t['m']})",
+                rows.append([label, name, c.reference_for(label), f"{t['family']} ({t['m']})",
+                             "x".join(map(str, t["seeds"])),
                              f"{t['mean_diff']:+.4f} [{lo:+.4f}, {hi:+.4f}]",
                              "n/a" if not np.isfinite(t["mde"]) else f"{t['mde']:.4f}",
-                             _p(t['t_p_holm']), _p(t['wilcoxon_p_holm']),
-                             (f"{_p(seed_level['p_holm'])} [{seed_level['ci95'][0]:+.4f}, "
-                              f"{seed_level['ci95'][1]:+.4f}]") if seed_level else
-                             "n/a (one seed)"])
-    headers = ["slice", "method", "family (m)", "Δ vs ref [95% CI]", "MDE (80%, α/m)",
-               "t-test p (Holm)", "Wilcoxon p (Holm)", "users × seeds bootstrap p (Holm) [Δ CI]"]
-    return [f"### Paired tests against {c.reference} ({HEADLINE}, Holm within each family "
-            "and slice)", "",
-            "m counts the family's listed members (the profile's `families`), tested or not. "
-            "MDE: the smallest mean difference the paired t-test detects with 80% power at "
-            "α / m. \"Not significant\" with an MDE larger than the effects that matter "
-            "means the test could not have seen them, not that there is no effect. The last "
-            "column resamples users and each method's training seeds (hierarchical bootstrap), "
-            "so training randomness widens it; it needs two or more seeds on both sides.", "",
+                             f"**{_p(t['p_holm'])}**", _p(t['t_p_holm']),
+                             _p(t['wilcoxon_p_holm'])])
+    headers = ["slice", "method", "against", "family (m)", "seeds", "Δ [95% CI]",
+               "MDE (80%, α/m)", "seed-aware p (Holm): the rule", "t-test p (Holm)",
+               "Wilcoxon p (Holm)"]
+    return [f"### Paired tests against {c.reference} ({HEADLINE}, Holm within each family and "
+            "slice; cold slices against `random`)",
+            "",
+            "The rule is the seed-aware test (users and training seeds as random effects; on "
+            "cold slices against `random`, with target items as clusters); its interval is "
+            "D ± t(df)·se. m counts the family's listed members (the profile's `families`), "
+            "tested or not. MDE: the smallest difference the rule detects with 80% power at "
+            "α / m; \"not significant\" with an MDE larger than the effects that matter means "
+            "the test could not have seen them, not that there is no effect. The paired t-test "
+            "and Wilcoxon test over users on seed means ignore training randomness and decide "
+            "nothing.", "",
             tabulate(rows, headers, tablefmt="pipe", disable_numparse=True), ""]
 
 
@@ -552,15 +519,14 @@ def _cold_depth(methods: dict[str, MethodRuns], order: list[str], table0: pd.Dat
     mask = (table0["cold_item"].astype(str) == "True").to_numpy()
     if not mask.any():
         return []
-    ranks = {name: np.mean([ranks_from_table(t)[mask] for t in methods[name].tables], axis=0)
-             for name in order}
-    # Paired test on the full rank (score methods only: a list method has no rank past K).
-    scored = {n: -r for n, r in ranks.items() if methods[n].list_length is None}
-    settings = harness_settings("default")
-    tests = (compare_to_reference(scored, reference, settings.families or None, alpha=ALPHA,
-                                  seed=settings.bootstrap_seed,
-                                  n_resamples=settings.bootstrap_resamples)
-             if reference in scored else {})
+    per_seed = {name: np.stack([ranks_from_table(t)[mask] for t in methods[name].tables])
+                for name in order}
+    ranks = {name: r.mean(axis=0) for name, r in per_seed.items()}
+    floor = "random" if "random" in methods else reference
+    # The rule on the full rank (score methods only: a list method has no rank past K).
+    scored = {n: -r for n, r in per_seed.items() if methods[n].list_length is None}
+    targets = table0["target_item_id"].to_numpy()[mask]
+    tests = compare(scored, floor, None, targets) if floor in scored else {}
     rows = []
     for name in order:
         r, k = ranks[name], methods[name].list_length
@@ -569,12 +535,14 @@ def _cold_depth(methods: dict[str, MethodRuns], order: list[str], table0: pd.Dat
         rows.append([name, _fmt(float((r <= 20).mean()), 3),
                      "n/a" if k is not None and k < 100 else _fmt(float((r <= 100).mean()), 3),
                      f"> {k}" if not np.isfinite(median) else f"{median:.0f}",
-                     f"{-t['mean_diff']:+.0f}" if t else "", _p(t['wilcoxon_p_holm']) if t else ""])
+                     f"{-t['mean_diff']:+.0f}" if t else "", _p(t["p_holm"]) if t else ""])
     return [f"### Cold targets in depth (n={int(mask.sum())}; rank among all candidates)", "",
-            f"Mean rank change against {reference or 'the reference'} and its Wilcoxon p "
-            "(Holm) are for score methods, whose every rank is known.", "",
-            tabulate(rows, ["method", "HR@20", "HR@100", "median rank", "mean rank Δ vs ref (- = higher)",
-                            "Wilcoxon p (Holm)"], tablefmt="pipe", disable_numparse=True), ""]
+            f"Mean rank change against `{floor}` and its p by the rule (target items as "
+            "clusters, Holm over the methods shown) are for score methods, whose every rank is "
+            "known.", "",
+            tabulate(rows, ["method", "HR@20", "HR@100", "median rank",
+                            f"mean rank Δ vs {floor} (- = higher)", "p (Holm)"],
+                     tablefmt="pipe", disable_numparse=True), ""]
 
 
 def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
@@ -681,17 +649,17 @@ independent of model seeds) and a second, disjoint 10% (the cold-validation set 
 interaction from training and input histories; validation cases with a target in C are dropped,
 those with a target in C_v are kept and form the `cold_valid` validation slice (cold-start
 settings are chosen on it); every test case is evaluated: targets in C form the `cold` slice,
-targets in C_v the `cold_valid` slice, the rest `warm`. On datasets whose YAML samples
-evaluation users (`eval_users`), every method is evaluated on the same users, a seeded sample
-that holds every user with a target in C (test) or in C_v (validation); n is in every header.
-Means with 95% percentile-bootstrap CIs ({resamples:,} resamples in the tables, seeded) over test
-users. ▲ / ▼: significantly better / worse than the reference (paired t-test on per-user
-values, Holm-corrected across methods within each dataset, protocol, slice and metric,
-p < 0.05); Wilcoxon signed-rank p-values are in the paired-test tables. With several seeds,
-per-user values are averaged over seeds before the t-test, and where both sides have two or
-more seeds a hierarchical bootstrap resamples users and each method's seeds (so training
-randomness widens its interval); the Findings follow that test where it exists, the t-test
-where a side has one seed. Popularity buckets: items sorted by
+targets in C_v the `cold_valid` slice, the rest `warm`. Every user of each dataset is
+evaluated (a dataset YAML may instead name a uniform sample in `eval_users`; n is in every
+header, and results on a superseded sample are shown apart, untested). Means with 95%
+percentile-bootstrap CIs ({resamples:,} resamples in the tables, seeded) over test users.
+▲ / ▼: significantly better / worse than the reference by the one rule every verdict of this
+report follows: the seed-aware test (a t-test whose standard error carries the variance over
+users and over training seeds, on conservative degrees of freedom; `benchmark/seed_test.py`,
+its false-positive rate checked by simulation), Holm-corrected within the method's family fixed
+in the profile, per dataset, protocol, slice and metric, p < 0.05. On cold slices the
+reference is `random` and the target items are clusters. The paired t-test and Wilcoxon test
+over users on seed means are supplementary columns; no bootstrap decides anything. Popularity buckets: items sorted by
 training count, head / torso / tail hold a third of the training interactions each; history
 buckets: terciles of input-history length. Times are wall-clock seconds on the hardware recorded
 in each result JSON.
@@ -705,8 +673,8 @@ def write_report(results_dir: Path, output: Path | None = None, lenient: bool = 
     if output is None:
         output = (registry.REPO_ROOT / "REPORT.md" if results_dir.resolve() ==
                   DEFAULT_RESULTS_DIR.resolve() else results_dir / "REPORT.md")
-    settings = harness_settings("default")
     loaded = load_results(results_dir, lenient=lenient)
+    settings = harness_settings(_profile_of(loaded))
     skipped = loaded.skipped
     found, superseded = {}, {}
     for where, methods in loaded.runs.items():
@@ -733,13 +701,21 @@ def write_report(results_dir: Path, output: Path | None = None, lenient: bool = 
                           settings)
     lines += superseded_section(superseded)
     lines += _curves(found, results_dir / "plots", output.parent)
-    lines += _compute(found)
+    lines += _compute(found, settings)
     lines += _tuning(load_tuning(results_dir), found)
     lines += _steerability(found)
     lines += _diagnostics(found)
     lines += _run_table(found)
     atomic_write_text(output, "\n".join(lines).rstrip() + "\n")
     return output
+
+
+def _profile_of(loaded: Any) -> str:
+    """The profile whose results these are (its families, peers and resamples apply): the one
+    most result files record, `default` when none does."""
+    profiles = [r.get("profile") for ms in loaded.runs.values() for m in ms.values()
+                for r in m.results if r.get("profile") in PROFILES]
+    return max(set(profiles), key=profiles.count) if profiles else "default"
 
 
 def _curves(found: dict, plot_dir: Path, report_dir: Path) -> list[str]:
@@ -784,14 +760,14 @@ def _count(n: float | None) -> str:
     return "" if n is None else f"{int(n):,}"
 
 
-def _compute(found: dict) -> list[str]:
+def _compute(found: dict, settings: HarnessSettings) -> list[str]:
     """Fit + inference seconds per method and dataset, both protocols together (mean over
     seeds): the figures DESIGN.md's time budgets are stated in. A cached checkpoint counts at
     its original training time; RecBole peers are listed but left out of the total."""
     datasets = sorted({d for d, _ in found})
     per: dict[str, dict[str, float]] = {}
     every_seed: dict[str, float] = {}  # without peers: what the whole reference run cost
-    peers = set(harness_settings("default").peers)
+    peers = set(settings.peers)
     keys = ("fit_seconds", "inference_seconds")
     for (dataset, _protocol), methods in found.items():
         for name, runs in methods.items():

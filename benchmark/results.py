@@ -42,7 +42,7 @@ import pandas as pd
 from benchmark.cache import atomic_write_files
 from benchmark.errors import BenchmarkError
 from benchmark.evaluation import HEADLINE, history_buckets, metric_values, popularity_buckets
-from benchmark.registry import REPO_ROOT
+from benchmark.registry import ALIASES, REPO_ROOT
 from benchmark.statistics import bootstrap_ci
 
 if TYPE_CHECKING:
@@ -425,7 +425,8 @@ def load_results(results_dir: Path, lenient: bool = False) -> ResultSet:
     skipped: list[Skipped] = []
     for path in sorted(Path(results_dir).glob("*/*/*/seed*.json")):
         method_dir = path.parent
-        dataset, protocol, method = method_dir.parent.parent.name, method_dir.parent.name, method_dir.name
+        dataset, protocol = method_dir.parent.parent.name, method_dir.parent.name
+        method = ALIASES.get(method_dir.name, method_dir.name)  # a renamed method's old folder
         try:
             result, table = read_run(path, path.with_suffix(".per_user.csv"))
             check_run(path, result, table)

@@ -22,7 +22,7 @@ from benchmark.runner import RunRequest
 METHODS = ("popularity", "item_knn", "sasrec_id", "sasrec_sid")
 PROTOCOLS, SEEDS = ("loo", "cold_item"), (0, 1)
 LLM_METHODS = {"sid_llm", "said", "said_minilm", "ra_rec", "ra_rec_hard", "recformer",
-               "recformer_zeroshot"}
+               "recformer_pretrained"}
 
 BROKEN = '''
 from benchmark import register
@@ -151,7 +151,7 @@ def test_only_llm_methods_ask_for_a_gpu_and_only_where_there_is_one():
     from benchmark.ray_executor import task_resources
 
     for method in ("sid_llm", "said", "ra_rec", "ra_rec_hard", "recformer",
-                   "recformer_zeroshot", "popularity", "sasrec_id", "sasrec_sid"):
+                   "recformer_pretrained", "popularity", "sasrec_id", "sasrec_sid"):
         wants = method in LLM_METHODS
         assert registry.adapter_class(method).wants_gpu is wants, method
         assert task_resources(method, 2, cluster_gpus=1) == {"num_cpus": 2,

@@ -86,8 +86,8 @@ def test_shipped_variants_are_their_parent_plus_one_key():
     assert registry.method_yaml("sasrec_id_bce") == {**registry.method_yaml("sasrec_id"),
                                                      "loss": "bce"}
     # Same pretraining keys under every profile: the two share one pretraining checkpoint.
-    assert registry.method_yaml("recformer_zeroshot") == {**registry.method_yaml("recformer"),
-                                                          "finetune": False}
+    assert registry.method_yaml("recformer_pretrained") == {**registry.method_yaml("recformer"),
+                                                            "finetune": False}
 
 
 # ------------------------------------------------------------------------------ the contract
@@ -185,3 +185,9 @@ def test_every_shipped_method_meets_the_contract():
     for name in registry.available():
         cls = registry.adapter_class(name)  # raises BenchmarkError on a violation
         assert isinstance(cls, type), name
+
+
+def test_a_renamed_method_is_found_by_its_old_name_with_a_note(capsys):
+    assert registry.resolve_name("recformer_zeroshot") == "recformer_pretrained"
+    assert "now called 'recformer_pretrained'" in capsys.readouterr().err
+    assert registry.resolve_name("sasrec_id") == "sasrec_id"

@@ -331,15 +331,11 @@ DAMAGE = {
 
 @pytest.fixture
 def no_plots(monkeypatch):
-    """The report without its bar charts, and without the full garbage collection statsmodels'
-    Holm correction runs on every call (~0.1 s each once torch is loaded): seconds per report,
-    and not what these tests look at."""
-    import gc
-
+    """The report without its bar charts: seconds per report, and not what these tests look
+    at."""
     from benchmark import report
 
     monkeypatch.setattr(report, "_plots", lambda *args: [])
-    monkeypatch.setattr(gc, "collect", lambda *args: 0)
 
 
 @pytest.fixture(params=list(DAMAGE))

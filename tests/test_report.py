@@ -40,7 +40,8 @@ def test_cold_depth_table_gives_ranks_of_cold_targets_only():
     from benchmark.report import _cold_depth
 
     def runs(name, ranks, list_length=None):
-        table = pd.DataFrame({"user_id": ["a", "b", "c", "d"], "rank": ranks,
+        table = pd.DataFrame({"user_id": ["a", "b", "c", "d"], "target_item_id": ["i", "j", "k", "l"],
+                              "rank": ranks,
                               "cold_item": [True, True, True, False]})
         return MethodRuns(name, results=[{"list_length": list_length}], tables=[table])
 

@@ -96,7 +96,9 @@ def test_leaderboard_is_ordered_by_ndcg10_with_seeds_averaged(main_run):
     assert [r[0] for r in rows] == ["strong", "mixed", "**sasrec_id**", "weak"]
     by = {r[0]: r for r in rows}
     # strong: per-user (1 + 1/3) / 2 = 2/3 for every user, a constant +1/6 over the reference
-    assert by["strong"][col["NDCG@10 [95% CI]"]] == "0.6667 [0.6667, 0.6667] ▲"
+    # its two seeds disagree (1 and 1/3), so the seed-aware rule sees no difference (p = 0.70
+    # on 1 degree of freedom), though every user's seed average is 1/6 above the reference
+    assert by["strong"][col["NDCG@10 [95% CI]"]] == "0.6667 [0.6667, 0.6667]"
     # seed means 1 and 1/3: sample std (n - 1) = 0.4714; a single seed shows no spread at all
     assert (by["strong"][col["NDCG@10 over seeds: mean ± std (n: per seed)"]]
             == "0.6667 ± 0.4714 (2: 1.0000, 0.3333)")
@@ -115,33 +117,39 @@ def test_slices_and_paired_tests(main_run):
     slices, paired = tables(main_run)[1:3]
     assert slices[0] == ["method", "short (n=5)", "medium (n=0)", "long (n=5)"]
     by = {r[0]: r[1:] for r in slices[1:]}
-    assert by["strong"] == ["0.6667 [0.6667, 0.6667] ▲", "n/a", "0.6667 [0.6667, 0.6667] ▲"]
+    assert by["strong"] == ["0.6667 [0.6667, 0.6667]", "n/a", "0.6667 [0.6667, 0.6667]"]
     assert by["weak"][0] == "0.3333 [0.3333, 0.3333] ▼"
     # mixed, short users: 1, 0, 1, 0, 1 -> 0.6; long users: 0, 1, 0, 1, 1/2 -> 0.5
     assert by["mixed"][0].startswith("0.6000 [") and by["mixed"][0].endswith("]")
     assert by["mixed"][2].startswith("0.5000 [") and by["mixed"][2].endswith("]")
-    assert ("### Paired tests against sasrec_id (NDCG@10, Holm within each family and slice)"
-            in main_run)
-    assert paired[0] == ["slice", "method", "family (m)", "Δ vs ref [95% CI]", "MDE (80%, α/m)",
-                         "t-test p (Holm)", "Wilcoxon p (Holm)",
-                         "users × seeds bootstrap p (Holm) [Δ CI]"]
+    assert ("### Paired tests against sasrec_id (NDCG@10, Holm within each family and slice; "
+            "cold slices against `random`)" in main_run)
+    assert paired[0] == ["slice", "method", "against", "family (m)", "seeds", "Δ [95% CI]",
+                         "MDE (80%, α/m)", "seed-aware p (Holm): the rule", "t-test p (Holm)",
+                         "Wilcoxon p (Holm)"]
     rows = {(r[0], r[1]): r[2:] for r in paired[1:]}
     assert [r[1] for r in paired[1:] if r[0] == "all"] == ["strong", "mixed", "weak"]
     # none of the toy methods is in the profile's families: they form `unlisted`, m = 3
-    # a constant difference: CI and spread are zero, so the MDE is 0 and t is infinite
-    assert rows["all", "strong"][:4] == ["unlisted (3)", "+0.1667 [+0.1667, +0.1667]", "0.0000",
-                                         "0"]
-    assert rows["all", "weak"][1:4] == ["-0.1667 [-0.1667, -0.1667]", "0.0000", "0"]
-    assert rows["all", "mixed"][1].startswith("+0.0500 [") and float(rows["all", "mixed"][3]) > 0.5
+    # weak: a constant difference on one seed each: no variance, the rule's p is 0
+    assert rows["all", "weak"][:4] == ["sasrec_id", "unlisted (3)", "1x1",
+                                       "-0.1667 [-0.1667, -0.1667]"]
+    assert rows["all", "weak"][5:7] == ["**0**", "0"]
+    # strong: the user-level tests see a constant +1/6 (p = 0); its two seeds' means, 1 and
+    # 1/3, give the rule a seed part of var(1, 1/3) / 2 = 1/9 on 1 degree of freedom: t = 1/2,
+    # p = 0.705, x 3 by Holm -> 1; the interval is +1/6 -+ 12.7062 x 1/3
+    assert rows["all", "strong"][2:4] == ["2x1", "+0.1667 [-4.0687, +4.4021]"]
+    assert rows["all", "strong"][5:7] == ["**1**", "0"]
+    assert rows["all", "mixed"][3].startswith("+0.0500 [")
+    assert float(rows["all", "mixed"][5].strip("*")) > 0.5
     # differences cancel: nothing to test, p = 1
-    assert rows["history_bucket=long", "mixed"][1].startswith("+0.0000 [")
-    assert rows["history_bucket=long", "mixed"][3:5] == ["1", "1"]
-    assert rows["all", "strong"][5] == "n/a (one seed)"  # the reference has one seed
+    assert rows["history_bucket=long", "mixed"][3].startswith("+0.0000 [")
+    assert rows["history_bucket=long", "mixed"][5:7] == ["**1**", "1"]
 
 
 def test_holm_m_counts_the_listed_members_of_the_family(tmp_path):
-    """sasrec_sid is the only `main` method with results; its family lists 9 methods, so its
-    t-test p is multiplied by 9, and popularity's (in `baselines`, 3 listed) by 3."""
+    """sasrec_sid is the only `main` method with results; its family lists 11 methods, so its
+    p is multiplied by 11, and popularity's (in `baselines`, 3 listed) by 3. With one seed on
+    each side the rule has no seed part: it is the paired t-test over users."""
     from scipy import stats
 
     results = tmp_path / "results"
@@ -159,13 +167,14 @@ def test_holm_m_counts_the_listed_members_of_the_family(tmp_path):
 
     p_sid = stats.ttest_rel(ndcg(sid), ndcg(ref)).pvalue
     p_pop = stats.ttest_rel(ndcg(pop), ndcg(ref)).pvalue
-    assert rows["sasrec_sid"][2] == "main (9)" and rows["popularity"][2] == "baselines (3)"
-    assert float(rows["sasrec_sid"][5]) == pytest.approx(min(1, 9 * p_sid), rel=1e-2)
-    assert float(rows["popularity"][5]) == pytest.approx(min(1, 3 * p_pop), rel=1e-2)
-    # MDE at alpha / 9 with n = 10: (t_{1-0.05/18, 9} + t_{0.8, 9}) * sd / sqrt(10)
+    assert rows["sasrec_sid"][3] == "main (11)" and rows["popularity"][3] == "baselines (3)"
+    assert float(rows["sasrec_sid"][7].strip("*")) == pytest.approx(min(1, 11 * p_sid), rel=1e-2)
+    assert float(rows["popularity"][7].strip("*")) == pytest.approx(min(1, 3 * p_pop), rel=1e-2)
+    assert rows["sasrec_sid"][8] == rows["sasrec_sid"][7].strip("*")  # = the t-test's
+    # MDE at alpha / 11 with n = 10: (t_{1-0.05/22, 9} + t_{0.8, 9}) * sd / sqrt(10)
     d = np.array(ndcg(sid)) - np.array(ndcg(ref))
-    mde = (stats.t.ppf(1 - 0.05 / 18, 9) + stats.t.ppf(0.8, 9)) * d.std(ddof=1) / np.sqrt(10)
-    assert float(rows["sasrec_sid"][4]) == pytest.approx(mde, abs=1e-4)
+    mde = (stats.t.ppf(1 - 0.05 / 22, 9) + stats.t.ppf(0.8, 9)) * d.std(ddof=1) / np.sqrt(10)
+    assert float(rows["sasrec_sid"][6]) == pytest.approx(mde, abs=1e-4)
 
 
 def test_popularity_is_the_reference_when_sasrec_id_has_no_results(tmp_path):
@@ -200,7 +209,7 @@ def test_methods_on_different_users_are_an_error_or_skipped_with_lenient(tmp_pat
     assert "Reference for significance: **sasrec_id**." in text
     assert [r[0] for r in leaderboard[1:]] == ["**sasrec_id**", "weak"]
     assert leaderboard[2][leaderboard[0].index("NDCG@10 [95% CI]")] == "0.3333 [0.3333, 0.3333] ▼"
-    assert [(r[1], r[3].split()[0]) for r in paired[1:] if r[0] == "all"] == [("weak", "-0.1667")]
+    assert [(r[1], r[5].split()[0]) for r in paired[1:] if r[0] == "all"] == [("weak", "-0.1667")]
     assert all("strong" not in row[0] for row in slices + paired)
 
 
@@ -264,18 +273,18 @@ def test_findings_state_verdicts_by_the_fixed_rule(tmp_path):
     findings = text.split("## Findings", 1)[1].split("\n## ", 1)[0]
     assert "- Best NDCG@10: `sasrec_sid`, 1.0000 [1.0000, 1.0000]." in findings
     assert ("- `sasrec_sid` is significantly better than `sasrec_id` (Δ +0.5000, 95% CI "
-            "[+0.5000, +0.5000], Holm p = 0, family main of 9; one seed on a side: user-level "
-            "test only)." in findings)
+            "[+0.5000, +0.5000], seed-aware test on 1x1 seeds: Holm p = 0, family main of 11)."
+            in findings)
     line = next(x for x in findings.splitlines() if x.startswith("- `recformer`"))
     assert line.startswith("- `recformer` is not significantly different from `sasrec_id` "
                            "(Δ +0.0333, ")
-    assert "family main of 9; the test could detect " in line
+    assert "family main of 11; the test could detect " in line
 
 
-def test_seed_level_test_widens_with_the_seed_spread(tmp_path):
-    """Both sides with two seeds: the users x seeds bootstrap resamples seeds too. `steady`
-    is +1/2 over the reference in both seeds; `shaky` is +1/2 on average but +1 in one seed
-    and 0 in the other, so a quarter of replicates draw its 0-seed twice."""
+def test_the_rule_counts_the_seed_spread(tmp_path):
+    """Both sides with two seeds. `sasrec_sid` is +1/2 over the reference in both seeds;
+    `recformer` is +1/2 in one seed and 0 in the other: every user's seed average is +1/4 (the
+    user-level t-test's p is 0), but with seeds this far apart the rule sees no difference."""
     results = tmp_path / "results"
     for seed in (0, 1):
         write_method(results, "sasrec_id", [3] * 10, seed=seed)
@@ -284,19 +293,15 @@ def test_seed_level_test_widens_with_the_seed_spread(tmp_path):
     text = report(results, tmp_path)
     paired = tables(text.split("### Paired tests against", 1)[1])[0]
     rows = {r[1]: r for r in paired[1:] if r[0] == "all"}
-    # no replicate reaches zero: p = 2 x 1 / 1001 (1,000 resamples), x 9 by Holm = 0.018
-    assert rows["sasrec_sid"][7] == "0.018 [+0.5000, +0.5000]"
-    # Findings follow the seed-level test where both sides have seeds: the t-test alone would
-    # call `recformer` significantly better (p = 0 below), the seed spread says it is not
+    assert rows["sasrec_sid"][4:8] == ["2x2", "+0.5000 [+0.5000, +0.5000]", "n/a", "**0**"]
+    # recformer's seed means 1 and 1/2: seed part var / 2 = 1/16, se 1/4, t = 1 on 1 df:
+    # p = 0.5, x 11 by Holm -> 1; the user-level t-test alone would call it better (p = 0)
+    assert rows["recformer"][7:9] == ["**1**", "0"]
     findings = text.split("## Findings", 1)[1].split("\n## ", 1)[0]
+    assert "- `sasrec_sid` is significantly better than `sasrec_id` (Δ +0.5000, " in findings
     line = next(x for x in findings.splitlines() if x.startswith("- `recformer`"))
     assert line.startswith("- `recformer` is not significantly different from `sasrec_id` "
-                           "(Δ +0.2500; users x seeds bootstrap: 95% CI [+0.0000, +0.5000]")
-    assert "- `sasrec_sid` is significantly better than `sasrec_id` (Δ +0.5000; users x " in findings
-    p, interval = rows["recformer"][7].split(" ", 1)
-    assert interval == "[+0.0000, +0.5000]" and 0.4 < float(p) <= 1
-    # the per-user t-test on seed-averaged values sees a constant +1/4: p = 0
-    assert rows["recformer"][5] == "0"
+                           "(Δ +0.2500, 95% CI [-2.9266, +3.4266], seed-aware test on 2x2 seeds")
 
 
 def test_findings_test_every_main_method_against_popularity(tmp_path):
@@ -311,7 +316,7 @@ def test_findings_test_every_main_method_against_popularity(tmp_path):
     write_method(results, "item_knn", [1] * 10)  # not in the main family: not listed
     findings = report(results, tmp_path).split("## Findings", 1)[1].split("\n## ", 1)[0]
     line = next(x for x in findings.splitlines() if x.startswith("- Against `popularity`"))
-    assert line.startswith("- Against `popularity` (NDCG@10 0.3869; paired t-test over users "
-                           "on seed means, Holm over these 3): `recformer` above (Δ +0.6131 "
+    assert line.startswith("- Against `popularity` (NDCG@10 0.3869; the same seed-aware test, "
+                           "Holm over these 3): `recformer` above (Δ +0.6131 "
                            "[+0.6131, +0.6131], p = 0); `sasrec_id` above (Δ +0.1131 ")
     assert "`sid_llm` not different (Δ +0.0560 " in line and "item_knn" not in line

@@ -47,14 +47,11 @@ def leaderboard_methods(text):
 
 @pytest.fixture(autouse=True)
 def no_plots(monkeypatch):
-    """The report without its bar charts and statsmodels' full garbage collections (as in
-    test_reliability): seconds per report, and not what these tests look at."""
-    import gc
-
+    """The report without its bar charts (as in test_reliability): seconds per report, and
+    not what these tests look at."""
     from benchmark import report as report_module
 
     monkeypatch.setattr(report_module, "_plots", lambda *args: [])
-    monkeypatch.setattr(gc, "collect", lambda *args: 0)
 
 
 @pytest.fixture

@@ -47,6 +47,15 @@ def test_holm_by_hand():
     assert holm([0.04, 0.01, 0.02]) == pytest.approx([0.04, 0.03, 0.04])
 
 
+def test_holm_equals_statsmodels_on_random_p_values_with_ties():
+    from statsmodels.stats.multitest import multipletests
+
+    rng = np.random.default_rng(0)
+    for m in (1, 2, 5, 30):
+        p = np.round(rng.random(m) ** 3, 3)  # rounded: ties happen
+        assert holm(list(p)) == pytest.approx(list(multipletests(p, method="holm")[1]))
+
+
 def test_compare_to_reference_corrects_within_the_family():
     rng = np.random.default_rng(0)
     per_user = {"ref": B, "m1": A, "m2": B + rng.normal(0, 0.01, len(B))}
