@@ -112,15 +112,21 @@ def record(since: str, methods: dict[str, tuple[str, str]], modules: dict[str, t
     return new
 
 
-def certify(since: str) -> tuple[list[dict], list[str]]:
-    """Run the check against commit ``since``; the entries written and the methods that
-    differ."""
+def certify(since: str, only: list[str] | None = None) -> tuple[list[dict], list[str]]:
+    """Run the check against commit ``since`` (for the methods ``only``, default every
+    built-in one); the entries written and the methods that differ."""
     commit = _git("rev-parse", since)
     with tempfile.TemporaryDirectory(prefix="equivalence-") as tmp:
         old_tree = Path(tmp) / "old"
         _git("worktree", "add", "--detach", str(old_tree), commit)
         try:
-            methods = changed_methods(old_tree, method_modules())
+            modules_of = method_modules()
+            if only:
+                unknown = sorted(set(only) - set(modules_of))
+                if unknown:
+                    raise BenchmarkError(f"unknown method(s): {', '.join(unknown)}")
+                modules_of = {m: modules_of[m] for m in only}
+            methods = changed_methods(old_tree, modules_of)
             modules = changed_modules(old_tree)
             if not methods:
                 return record(commit, {}, modules, {}), []
@@ -128,7 +134,7 @@ def certify(since: str) -> tuple[list[dict], list[str]]:
             smoke_grid(registry.REPO_ROOT, sorted(methods), Path(tmp) / "new-run")
             same = identical_methods(Path(tmp) / "old-run" / "results",
                                      Path(tmp) / "new-run" / "results")
-            if changed_methods(old_tree, method_modules()) != methods:
+            if changed_methods(old_tree, modules_of) != methods:
                 raise BenchmarkError("the checkout's code changed while the check ran; "
                                      "run it again on a checkout that stays as it is")
         finally:

@@ -22,7 +22,8 @@ content fingerprint, and its source file is given relative to the repository, to
 package that ships it, or by file name alone (:func:`portable_source`). What changes on every
 rerun of the same run (timings, peak memory, package versions, commit, hardware, the wall
 seconds of curve points: :data:`VOLATILE`) is kept from the file already in place when a rerun
-reproduces its per-user file and metrics exactly, so rerunning a committed run leaves it
+reproduces its per-user file and metrics exactly, and so is its code fingerprint where a
+code-equivalence entry links it to the rerun's; so rerunning a committed run leaves it
 byte-identical (:func:`install`).
 """
 
@@ -40,6 +41,7 @@ import numpy as np
 import pandas as pd
 
 from benchmark.cache import atomic_write_files
+from benchmark.code_fingerprint import same_code
 from benchmark.errors import BenchmarkError
 from benchmark.evaluation import HEADLINE, history_buckets, metric_values, popularity_buckets
 from benchmark.registry import ALIASES, REPO_ROOT
@@ -226,6 +228,11 @@ def _keep_volatile(target: Path, per_user: bytes, result: bytes) -> bytes:
     for key in VOLATILE:
         if key in old:
             new[key] = old[key]
+    # Code that a recorded equivalence links to the file's own: the file's record stands.
+    old_code, new_code = (old.get("code") or {}), (new.get("code") or {})
+    if old_code.get("fingerprint") and new_code.get("fingerprint") and same_code(
+            old_code["fingerprint"], new_code["fingerprint"]):
+        new["code"] = old_code
     old_curve = (old.get("training") or {}).get("curve")
     new_curve = (new.get("training") or {}).get("curve")
     if isinstance(old_curve, list) and isinstance(new_curve, list) and len(old_curve) == len(

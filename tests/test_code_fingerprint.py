@@ -3,6 +3,7 @@ served as this code's; a documentation edit, or a refactor recorded as equivalen
 A rerun that reproduces a result leaves its file byte-identical, and no file names the machine.
 """
 
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -201,3 +202,23 @@ def test_equivalence_entries_only_for_byte_identical_smoke_results(tmp_path):
     assert [(e["old"], e["new"]) for e in written] == [("o1", "n1")]  # no module entry: one
     assert cf.canonical("n1", cf.equivalences(path)) == "o1"          # method differs
     assert cf.canonical("n2", cf.equivalences(path)) == "n2"
+
+
+def test_a_rerun_by_equivalent_code_keeps_the_files_code_record(tmp_path, tiny_atomic,
+                                                                 monkeypatch):
+    monkeypatch.setattr(cf, "EQUIVALENCE_FILE", tmp_path / "code-equivalence.json")
+    out = tmp_path / "results"
+    request = runner.RunRequest(method="popularity", dataset=str(tiny_atomic), protocol="loo",
+                                profile="smoke", results_dir=out, show_progress=False)
+    path = runner.run(dataclasses.replace(request, cache_dir=tmp_path / "c1"))
+    committed = json.loads(path.read_text())
+    committed["code"]["fingerprint"] = "0123456789abcdef"  # made by older code
+    path.write_text(json.dumps(committed, indent=1))
+    before = path.read_bytes()
+    runner.run(dataclasses.replace(request, cache_dir=tmp_path / "c2"))
+    assert json.loads(path.read_text())["code"]["fingerprint"] != "0123456789abcdef"
+    path.write_bytes(before)
+    cf.EQUIVALENCE_FILE.write_text(json.dumps({"entries": [
+        {"old": "0123456789abcdef", "new": cf.method_fingerprint("baselines.popularity")}]}))
+    runner.run(dataclasses.replace(request, cache_dir=tmp_path / "c3"))
+    assert path.read_bytes() == before
