@@ -2,10 +2,11 @@
 
 A result records its evaluation users (``eval_users``: ``"all"``, or a sample's size and seed).
 Figures over different users are not comparable, so a (dataset, protocol) whose result files
-hold several populations is split: the current population (every user where any result has
-it, else the one most results share) makes the table that verdicts read; each other population
-is a *superseded sample*, shown in its own table, marked, with no significance marks and no
-verdict. This is how a re-run from a sample to every user proceeds method by method without a
+hold several populations is split: the current population (the one the dataset's YAML names
+today; for a dataset given by path, every user where any result has it, else the one most
+results share) makes the table that verdicts read; each other population is a *superseded
+sample*, shown in its own table, marked, with no significance marks and no verdict, even while
+no result of the current population exists yet. This is how a re-run from a sample to every user proceeds method by method without a
 table ever mixing user sets.
 """
 
@@ -31,9 +32,23 @@ def population(result: dict[str, Any]) -> str:
     return json.dumps(users)
 
 
-def split_populations(methods: dict[str, MethodRuns]
+def configured(dataset: str) -> str | None:
+    """The population the dataset's YAML names today (None for a dataset without one)."""
+    import yaml
+
+    from benchmark.settings import DATASET_CONFIG_DIR
+
+    path = DATASET_CONFIG_DIR / f"{dataset}.yaml"
+    if not path.is_file():
+        return None
+    users = (yaml.safe_load(path.read_text()) or {}).get("eval_users", "all")
+    return population({"eval_users": "all" if users in (None, "all") else users})
+
+
+def split_populations(methods: dict[str, MethodRuns], current: str | None = None
                       ) -> tuple[dict[str, MethodRuns], dict[str, dict[str, MethodRuns]]]:
-    """The runs of the current population, and {label: runs} of each superseded one."""
+    """The runs of the ``current`` population (see the module docstring when None), and
+    {label: runs} of each superseded one."""
     groups: dict[str, dict[str, MethodRuns]] = {}
     for name, runs in methods.items():
         for result, table, path in zip(runs.results, runs.tables, runs.paths):
@@ -42,12 +57,13 @@ def split_populations(methods: dict[str, MethodRuns]
             keep.results.append(result)
             keep.tables.append(table)
             keep.paths.append(path)
-    if len(groups) <= 1:
-        return methods, {}
-    counts = Counter({label: sum(len(r.results) for r in g.values())
-                      for label, g in groups.items()})
-    current = "all users" if "all users" in groups else counts.most_common(1)[0][0]
-    return groups.pop(current), groups
+    if current is None:
+        if len(groups) <= 1:
+            return methods, {}
+        counts = Counter({label: sum(len(r.results) for r in g.values())
+                          for label, g in groups.items()})
+        current = "all users" if "all users" in groups else counts.most_common(1)[0][0]
+    return groups.pop(current, {}), groups
 
 
 def superseded_section(tables: dict[tuple[str, str, str], dict[str, MethodRuns]]) -> list[str]:

@@ -29,7 +29,7 @@ from benchmark.config import PROFILES
 from benchmark.errors import BenchmarkError
 from benchmark.evaluation import HEADLINE, METRICS
 from benchmark.plots import plot_curves, plot_overall, plot_slices
-from benchmark.populations import split_populations, superseded_section
+from benchmark.populations import configured, split_populations, superseded_section
 from benchmark.result_checks import check_table, majority
 from benchmark.results import MethodRuns, Skipped, load_results, load_tuning, ranks_from_table
 from benchmark.settings import DEFAULT_RESULTS_DIR, HarnessSettings, harness_settings
@@ -678,8 +678,10 @@ def write_report(results_dir: Path, output: Path | None = None, lenient: bool = 
     skipped = loaded.skipped
     found, superseded = {}, {}
     for where, methods in loaded.runs.items():
-        methods, old = split_populations(methods)
+        methods, old = split_populations(methods, configured(where[0]))
         superseded.update({(*where, label): runs for label, runs in old.items()})
+        if not methods:
+            continue
         reference = _choose_reference(methods, settings.reference, settings.fallback_reference)
         kept = _same_users(check_table(methods, reference, lenient, skipped), settings, lenient,
                            skipped)

@@ -44,19 +44,6 @@ def test_walkthrough_runs_as_written(tmp_path):
     assert data["metrics"]["all"]["all"]["NDCG@10"]["mean"] > 0
 
 
-def test_every_number_in_the_results_section_is_the_reports():
-    """README quotes results; REPORT.md computes them. A figure with three or more decimals in
-    README's results section that REPORT.md does not contain is stale or hand-typed."""
-    section = README.split("## Reference results", 1)[1].split("\n## ", 1)[0]
-    report = (ROOT / "REPORT.md").read_text()
-    numbers = re.findall(r"(?<![\w.])\d+\.\d{3,}(?![\d])", section)
-    assert len(numbers) >= 10, "the results section quotes the report's figures"
-    # whole figures only: 0.252 must not pass because REPORT.md has 0.2520 somewhere
-    in_report = set(re.findall(r"(?<![\w.])\d+\.\d+(?![\d])", report))
-    missing = sorted({n for n in numbers if n not in in_report})
-    assert not missing, f"README figures not in REPORT.md: {missing}"
-
-
 def test_no_unfilled_placeholder_in_the_prose():
     """A figure left as a placeholder (`CI_COLD` stood in README's SID-LLM section for a
     session) is prose a reader takes at face value; names in code spans and blocks are fine."""
@@ -82,3 +69,30 @@ def test_the_results_tables_are_written_from_the_report(tmp_path):
     subprocess.run([*tool, *args, "--readme", str(tmp_path / "README.md")], check=True)
     assert "| sasrec_id (reference) | 3 | 0.1046 [0.0907, 0.1172] |" in \
         (tmp_path / "README.md").read_text()
+
+
+def test_readme_verdicts_are_the_reports_and_a_planted_mismatch_fails(tmp_path):
+    """README states no verdict of its own: its Verdicts block is REPORT's Findings. A changed
+    figure, sign or verdict in README (or in REPORT) makes the check fail."""
+    tool = [sys.executable, str(ROOT / "tools" / "readme_tables.py")]
+    block = README.split("<!-- findings -->\n", 1)[1].split("<!-- /findings -->", 1)[0]
+    report = (ROOT / "REPORT.md").read_text()
+    findings = report.split("\n## Findings\n", 1)[1].split("\n## ", 1)[0]
+    assert block.count("\n- ") >= 5 and all(
+        line.lstrip("#") in findings for line in block.splitlines() if line.strip())
+    verdict = next(line for line in block.splitlines() if " is significantly " in line)
+    planted = {
+        "figure": re.sub(r"Δ ([+-])0\.(\d)", lambda m: f"Δ {m[1]}0.{(int(m[2]) + 1) % 10}",
+                         verdict, count=1),
+        "sign": verdict.replace("Δ +", "Δ -", 1) if "Δ +" in verdict
+        else verdict.replace("Δ -", "Δ +", 1),
+        "verdict": verdict.replace("significantly better than", "not significantly "
+                                   "different from").replace("significantly worse than",
+                                                             "not significantly different from"),
+    }
+    for what, line in planted.items():
+        assert line != verdict, what
+        (tmp_path / "README.md").write_text(README.replace(verdict, line, 1))
+        check = subprocess.run([*tool, "--check", "--readme", str(tmp_path / "README.md")],
+                               cwd=ROOT, capture_output=True, text=True)
+        assert check.returncode == 1, f"a planted {what} mismatch passed"

@@ -252,3 +252,20 @@ def test_an_id_that_reads_as_missing_is_read_as_an_id(tmp_path):
     assert table["target_item_id"].tolist() == ["null", "i2"]
     assert table["rank"].isna().tolist() == [False, True]
     assert table["cold_item"].isna().all()
+
+
+def test_a_sample_the_dataset_no_longer_uses_gets_no_verdict_even_alone(results, tmp_path,
+                                                                         monkeypatch):
+    """The dataset's YAML names every user; runs on a sample are superseded even while no
+    all-user run exists yet, so no table, mark or finding is built on them."""
+    from benchmark import settings
+
+    configs = tmp_path / "datasets"
+    configs.mkdir()
+    (configs / "toy.yaml").write_text("loader: atomic\neval_users: all\n")
+    monkeypatch.setattr(settings, "DATASET_CONFIG_DIR", configs)
+    for method in ("sasrec_id", "weak", "random"):
+        edit_json(results, method, lambda r: r.update(eval_users={"sample": 10, "seed": 1}))
+    text = report(results, tmp_path)
+    assert "## toy — " not in text and "## Findings" not in text
+    assert "toy, `loo`, sample of 10 (seed 1)" in text.split("## Superseded evaluation", 1)[1]

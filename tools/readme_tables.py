@@ -1,11 +1,13 @@
-"""Write README's results tables from REPORT.md, so the two cannot disagree (issue 14).
+"""Write README's results tables and verdicts from REPORT.md, so the two cannot disagree.
 
 README's "Reference results" holds one table per dataset between the markers
 ``<!-- results-table:<dataset> -->`` and ``<!-- /results-table -->``. Each row is a method of
 the default profile's `main` or `baselines` family (the RecBole peers have their own REPORT
 rows), in the order of REPORT's `loo` leaderboard: the number of seeds, NDCG@10 with its CI and
 significance mark on `loo` and on `cold_item`, and the `cold_item` slices (cold, cold_valid,
-warm). Every cell is copied from REPORT.md; nothing is recomputed.
+warm). Every cell is copied from REPORT.md; nothing is recomputed. Between
+``<!-- findings -->`` and ``<!-- /findings -->`` README holds REPORT's "Findings" (the verdicts,
+by the report's one rule), copied verbatim, so README states no verdict of its own.
 
     python tools/readme_tables.py           # rewrite README.md's tables
     python tools/readme_tables.py --check   # exit 1 if README.md is not what REPORT.md gives
@@ -23,6 +25,19 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 BLOCK = re.compile(r"(<!-- results-table:(?P<dataset>[\w.-]+) -->\n)(?P<body>.*?)"
                    r"(<!-- /results-table -->)", re.S)
+FINDINGS = re.compile(r"(<!-- findings -->\n)(.*?)(<!-- /findings -->)", re.S)
+
+
+def findings(report: str) -> str:
+    """REPORT's Findings, its intro paragraph left out, headings one level down."""
+    try:
+        body = report.split("\n## Findings\n", 1)[1].split("\n## ", 1)[0]
+    except IndexError:
+        raise SystemExit("REPORT.md has no Findings section: regenerate it first") from None
+    lines = body.strip().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("### "))
+    return "\n".join(f"#{line}" if line.startswith("### ") else line
+                     for line in lines[start:]) + "\n"
 
 
 def table_after(text: str, heading: str) -> list[dict[str, str]]:
@@ -61,11 +76,13 @@ def seeds(cell: str) -> str:
 
 def dataset_table(report: str, dataset: str, reference: str, members: list[str]) -> str:
     loo = table_after(report, f"## {dataset} — leave-one-out (`loo`)")
-    cold = {r["method"].strip("*"): r for r in table_after(report, f"## {dataset} — cold-start items "
-                                                        "(`cold_item`)")}
-    slices_at = report.index(f"## {dataset} — cold-start items (`cold_item`)")
-    slices = {r["method"].strip("*"): r for r in table_after(report[slices_at:], "### Slices (NDCG@10, "
-                                                  "95% CI; n = test cases in the slice)")}
+    cold_heading = f"## {dataset} — cold-start items (`cold_item`)"
+    cold, slices = {}, {}
+    if cold_heading in report.splitlines():  # absent while no run of it is current
+        cold = {r["method"].strip("*"): r for r in table_after(report, cold_heading)}
+        slices_at = report.index(cold_heading)
+        slices = {r["method"].strip("*"): r for r in table_after(
+            report[slices_at:], "### Slices (NDCG@10, 95% CI; n = test cases in the slice)")}
     out = ["| method | seeds | `loo` | `cold_item` all | cold | cold_valid | warm |",
            "|---|---|---|---|---|---|---|"]
     for row in loo:
@@ -98,6 +115,9 @@ def render(readme: str, report: str, profile: dict) -> str:
     text, count = BLOCK.subn(fill, readme)
     if not count:
         raise SystemExit("README.md has no <!-- results-table:<dataset> --> block")
+    text, count = FINDINGS.subn(lambda m: m.group(1) + findings(report) + m.group(3), text)
+    if not count:
+        raise SystemExit("README.md has no <!-- findings --> block")
     return text
 
 
@@ -112,7 +132,7 @@ def main() -> int:
     new = render(readme, args.report.read_text(), profile)
     if args.check:
         if new != readme:
-            print("README.md's results tables differ from REPORT.md: run "
+            print("README.md's results tables or findings differ from REPORT.md: run "
                   "python tools/readme_tables.py", file=sys.stderr)
             return 1
         return 0
