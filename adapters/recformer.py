@@ -3,9 +3,10 @@
 Pipeline (model and input construction in ``benchmark/models/recformer.py``):
 
 1. Pretraining on the training sequences of the dataset under test (the paper pretrains on
-   other Amazon categories; we have no second corpus, and validation/test targets never enter):
-   item-item contrastive loss (prefix vs its next item, in-batch negatives, tau = 0.05) plus
-   0.1 x masked-LM loss through a fresh MLM head tied to the word embeddings.
+   other Amazon categories; validation/test targets never enter), or, with ``transfer_from``,
+   on another dataset's (below): item-item contrastive loss (prefix vs its next item, in-batch
+   negatives, tau = 0.05) plus 0.1 x masked-LM loss through a fresh MLM head tied to the word
+   embeddings.
 2. Two-stage finetuning with full softmax over the catalogue, tau = 0.05. Stage 1 re-encodes
    every item into a frozen matrix at the start of each epoch; stage 2 reloads the best stage-1
    checkpoint, re-encodes once and keeps that matrix for good. Early stopping on validation
@@ -14,10 +15,23 @@ Pipeline (model and input construction in ``benchmark/models/recformer.py``):
 ``recformer_pretrained`` (``finetune: false``; called ``recformer_zeroshot`` before result schema
 3) is the same class stopped after step 1: pretrained on this dataset's training sequences,
 before any finetuning. That is not the paper's zero-shot setting (pretrained on *other* data
-only), which needs a transfer variant that never sees the target's sequences; it is not built
-yet. ``--set pretrain_epochs=0`` gives the raw sentence encoder.
+only). ``--set pretrain_epochs=0`` gives the raw sentence encoder.
 Both variants key the pretraining checkpoint and its item vectors identically, so whichever
 runs first builds them and the other loads them.
+
+``recformer_transfer`` (``finetune: false``, ``transfer_from: auto``) is the paper's zero-shot
+setting: step 1 on the *other* shipped dataset (ML-100K <-> Amazon Scientific), never on any
+sequence of the dataset under test. The runner loads the source (need ``transfer_corpus``,
+``benchmark.adapter``) and hands its leave-one-out training sequences and catalogue as
+``ctx.transfer``; ``_pretrain`` runs unchanged on them over the source's item sentences, then
+this catalogue's items are encoded by the transferred encoder and users scored as
+``recformer_pretrained`` scores them. Its checkpoint key holds the source's fingerprints, not
+this dataset's: it shares nothing with ``recformer_pretrained`` on the same dataset, and is the
+checkpoint ``recformer_pretrained`` builds on the source under ``loo`` where the pretraining
+keys agree (recformer_transfer.yaml gives the source the settings recformer.yaml gives it). Its
+item vectors are keyed by that checkpoint and this catalogue. Both no-finetuning variants report
+``stop_reason`` "no_finetuning". With ``finetune: true`` a transferred encoder is finetuned on
+this dataset (the paper's full pipeline; no shipped variant).
 
 Default-profile scale-downs (2-core CPU; the paper profile keeps the paper's sizes):
 - Item sentences from the dataset's text fields (``fields``; Amazon: title, brand, categories,
@@ -56,8 +70,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from benchmark.adapter import AdapterBase, RunContext, TrainData, UserBatch
+from benchmark.adapter import AdapterBase, RunContext, TrainData, TransferCorpus, UserBatch
 from benchmark.config import require_at_least, require_positive, require_probability, require_range
+from benchmark.errors import BenchmarkError
 from benchmark.models.recformer import (
     PACKAGED_MINILM,
     EncoderInput,
@@ -88,6 +103,10 @@ class Recformer(AdapterBase):
     class Config:
         backbone: str = PACKAGED_MINILM  # any BERT-like HF id or local directory
         finetune: bool = True  # false = evaluate the pretrained encoder (recformer_pretrained)
+        # None: pretrain on this dataset's training sequences. A dataset name or path, or "auto"
+        # (the other shipped dataset): pretrain on that dataset's training sequences and item
+        # text only, never on this dataset's (recformer_transfer; the runner hands the corpus).
+        transfer_from: str | None = None
         # Item attributes that make an item's sentence, in this order; None = the dataset's
         # `text_fields` (Amazon: title, brand, categories; ML-100K: every attribute).
         fields: list[str] | None = None
@@ -126,8 +145,12 @@ class Recformer(AdapterBase):
                 require_positive(key, getattr(self, key))
             require_range("mlm_weight", self.mlm_weight, 0)
             require_probability("mlm_probability", self.mlm_probability)
+            if self.transfer_from is not None and (not isinstance(self.transfer_from, str)
+                                                   or not self.transfer_from):
+                raise BenchmarkError("transfer_from must be a dataset name or path, `auto` or "
+                                     f"null, got {self.transfer_from!r}")
 
-    needs = frozenset({"item_text"})
+    needs = frozenset({"item_text", "transfer_corpus"})
     output = "scores"
     wants_gpu = True
 
@@ -146,12 +169,27 @@ class Recformer(AdapterBase):
         backbone, self.tokenizer = load_backbone(cfg.backbone)
         torch.manual_seed(ctx.seed)
         catalog = train.catalog
-        self.setup(backbone, self.tokenizer,
-                   [catalog.text_attributes(i, cfg.fields) for i in range(len(catalog))])
-        pre_key = [VERSION, "pretrain", ctx.train_hash, ctx.catalog_hash,
-                   {k: asdict(cfg)[k] for k in PRETRAIN_KEYS}, ctx.seed]
-        pre, _ = get_or_train(ctx, "recformer_pretrain", pre_key,
-                              lambda: self._pretrain(train, ctx))
+        self.setup(backbone, self.tokenizer, self.attributes(catalog))
+        pretrain_cfg = {k: asdict(cfg)[k] for k in PRETRAIN_KEYS}
+        corpus = self.transfer_corpus(ctx)
+        if corpus is None:
+            pre_key = [VERSION, "pretrain", ctx.train_hash, ctx.catalog_hash, pretrain_cfg,
+                       ctx.seed]
+            items_key = [pre_key, "items"]
+            pre, _ = get_or_train(ctx, "recformer_pretrain", pre_key,
+                                  lambda: self._pretrain(train, ctx))
+        else:
+            # The source's fingerprints only: nothing of this dataset's training data enters
+            # the checkpoint (the same pretraining as recformer_pretrained's on the source under
+            # `loo`, which shares it where the pretraining keys agree). The item vectors are this
+            # catalogue's, encoded by that checkpoint.
+            pre_key = [VERSION, "pretrain", corpus.train_hash, corpus.catalog_hash,
+                       pretrain_cfg, ctx.seed]
+            items_key = [pre_key, "items", "transferred to", ctx.catalog_hash]
+            pre, _ = get_or_train(ctx, "recformer_pretrain", pre_key,
+                                  lambda: self._pretrain_on(corpus.train, ctx))
+            self.info["transfer"] = {"source": corpus.name, "source_users": corpus.train.n_users,
+                                     "source_items": corpus.train.n_items}
         self.encoder.load_state_dict(pre["encoder"])
         self.info["pretrain"] = pre["info"]
         self.info["mean_items_per_user_input"] = float(np.mean(
@@ -159,17 +197,32 @@ class Recformer(AdapterBase):
              for s in train.sequences if len(s)]))
         # Item vectors are keyed by the checkpoint that made them, never by dataset name alone.
         zero_shot = ctx.cache.get_or_build(
-            "recformer_item_vectors", [pre_key, "items"], lambda: self.encode_items().numpy())
+            "recformer_item_vectors", items_key, lambda: self.encode_items().numpy())
         self.item_matrix = torch.as_tensor(zero_shot).to(self.device)
         if not cfg.finetune:
-            ctx.report_stop("zero_shot")
+            ctx.report_stop("no_finetuning")
             return
         ft_key = [VERSION, "finetune", ctx.train_hash, ctx.catalog_hash, asdict(cfg), ctx.seed]
+        if corpus is not None:  # finetuning starts from the transferred checkpoint
+            ft_key.append(pre_key)
         ft, _ = get_or_train(ctx, "recformer_finetune", ft_key,
                              lambda: self._finetune(train, validate, ctx))
         self.encoder.load_state_dict(ft["encoder"])
         self.item_matrix = ft["item_matrix"].to(self.device)
         self.info["finetune"] = ft["info"]
+
+    def attributes(self, catalog: Any) -> list[dict[str, str]]:
+        """Each item's text attributes (``fields``, else the catalogue's text fields)."""
+        return [catalog.text_attributes(i, self.config.fields) for i in range(len(catalog))]
+
+    def transfer_corpus(self, ctx: RunContext) -> TransferCorpus | None:
+        """The source corpus the runner handed in, where ``transfer_from`` is set."""
+        if self.config.transfer_from is None:
+            return None
+        if ctx.transfer is None:
+            raise BenchmarkError(f"recformer: transfer_from is {self.config.transfer_from!r} but "
+                                 "the run context holds no transfer corpus (the runner loads it)")
+        return ctx.transfer
 
     def setup(self, backbone: torch.nn.Module, tokenizer: Any,
               attributes: list[dict[str, str]]) -> None:
@@ -281,6 +334,20 @@ class Recformer(AdapterBase):
                 "loss_first": losses[0] if losses else None,
                 "loss_last": float(np.mean(losses[-10:])) if losses else None}
         return {"encoder": enc.state_dict(), "info": info}
+
+    def _pretrain_on(self, source: TrainData, ctx: RunContext) -> dict:
+        """:meth:`_pretrain` on another dataset: its sequences over its own item sentences; this
+        catalogue's sentences are put back afterwards."""
+        own = self.sentences
+        self.sentences = item_sentences(self.attributes(source.catalog), self.tokenizer,
+                                        self.config.attr_max_tokens)
+        try:
+            state = self._pretrain(source, ctx)
+            state["info"]["source_mean_item_tokens"] = float(np.mean(
+                [len(s.ids) for s in self.sentences]))
+        finally:
+            self.sentences = own
+        return state
 
     def _train_epoch(self, optimizer: torch.optim.Optimizer, train: TrainData,
                      rng: np.random.Generator, ctx: RunContext, desc: str) -> float:

@@ -31,7 +31,13 @@ if TYPE_CHECKING:  # type-only: `import benchmark` stays cheap
 
 # What an adapter may declare in `needs`, each one acted on by the runner before fitting:
 # "item_text": the dataset must carry item text (text encoders, semantic IDs, LLM prompts).
-KNOWN_NEEDS = frozenset({"item_text"})
+# "transfer_corpus": the method may learn from another dataset instead of this one's sequences
+#   (zero-shot transfer). Its Config must have a `transfer_from` key; where the resolved value is
+#   not None (a dataset name or path, or "auto": the one other dataset under configs/datasets/),
+#   the runner loads that dataset (with the profile's max_users), builds its leave-one-out
+#   split and hands its training sequences and catalogue as `ctx.transfer`
+#   (a :class:`TransferCorpus`); None leaves `ctx.transfer` None.
+KNOWN_NEEDS = frozenset({"item_text", "transfer_corpus"})
 # What an adapter returns, and the method each output requires.
 OUTPUTS = {"scores": "score", "ranking": "rank"}
 
@@ -62,6 +68,9 @@ def check_contract(name: str, cls: type) -> None:
     unknown = sorted(needs - KNOWN_NEEDS)
     if unknown:
         fail(f"unknown needs {unknown}; the runner acts on {sorted(KNOWN_NEEDS)}")
+    if "transfer_corpus" in needs and "transfer_from" not in {
+            f.name for f in dataclasses.fields(config)}:
+        fail("needs 'transfer_corpus' but its Config has no `transfer_from` key")
     if not isinstance(getattr(cls, "wants_gpu", False), bool):
         fail(f"`wants_gpu` must be True or False, got {cls.wants_gpu!r}")
 
@@ -113,6 +122,25 @@ class TrainData:
 
 
 @dataclass(frozen=True)
+class TransferCorpus:
+    """Another dataset's training data, for a method that learns away from the dataset under
+    test (need ``"transfer_corpus"``): ``train`` holds the source's leave-one-out training
+    sequences (its validation and test targets are not in them) and its catalogue. The hashes
+    are the source's fingerprints, for cache keys, as RunContext's ``train_hash`` and
+    ``catalog_hash`` are the target's."""
+
+    name: str  # the source dataset's name
+    train: TrainData
+    train_hash: str
+    catalog_hash: str
+
+    def fingerprint(self) -> str:
+        from benchmark.cache import stable_hash
+
+        return stable_hash([self.name, self.train_hash, self.catalog_hash])
+
+
+@dataclass(frozen=True)
 class UserBatch:
     """A batch of users to score: their indices and input histories (oldest first).
 
@@ -151,6 +179,9 @@ class RunContext:
     catalog_hash: str
     train_hash: str
     show_progress: bool = True
+    # The source dataset's training data, for a method with the "transfer_corpus" need and a
+    # `transfer_from` set (see KNOWN_NEEDS); None otherwise.
+    transfer: TransferCorpus | None = None
     stop_reason: str = "not reported"
     examples_seen: int = 0  # training examples consumed so far (the curve's x axis)
     # One point per validate() call: {"examples", "seconds", "valid_ndcg10"} (the runner adds

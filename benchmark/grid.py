@@ -35,6 +35,12 @@ SHARED_ARTEFACTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     # Recformer's pretraining and its item vectors (training data; both variants).
     "Recformer pretraining": (("recformer", "recformer_pretrained"),
                               ("dataset", "protocol", "seed")),
+    # recformer_transfer's pretraining on the source dataset and this catalogue's item vectors
+    # from it: keyed by the source's `loo` training data, config and seed, so the protocols of
+    # one dataset under test and seed share one copy. (Where the keys agree it is also the
+    # checkpoint recformer/recformer_pretrained build on the source under `loo`; a scope names
+    # the job's own dataset only, so that sharing is left to the cache's lock.)
+    "Recformer transfer pretraining": (("recformer_transfer",), ("dataset", "seed")),
     # MiniLM item embeddings and the RQ-VAE codes over them: item text and config only (the
     # semantic-ID seed is a config key), so one copy serves every protocol and run seed.
     "text embeddings + semantic IDs": (("sasrec_sid", "sid_llm"), ("dataset",)),

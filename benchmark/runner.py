@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from benchmark import provenance, registry
-from benchmark.adapter import RunContext, TrainData, method_phase
+from benchmark.adapter import RunContext, TrainData, TransferCorpus, method_phase
 from benchmark.cache import Cache, stable_hash
 from benchmark.code_fingerprint import HARNESS_MODULE, canonical, method_fingerprint
 from benchmark.config import build_config, method_layers, to_dict
@@ -37,7 +37,13 @@ from benchmark.results import (
     slice_metrics,
     write_run,
 )
-from benchmark.settings import HarnessSettings, default_cache_dir, harness_settings, results_dir_for
+from benchmark.settings import (
+    DATASET_CONFIG_DIR,
+    HarnessSettings,
+    default_cache_dir,
+    harness_settings,
+    results_dir_for,
+)
 from benchmark.splits import PROTOCOLS, Cases, Split, eval_user_sample, make_split
 
 # --------------------------------------------------------------------------- methods
@@ -60,6 +66,58 @@ def check_needs(method: str, cls: type, dataset: Dataset) -> None:
         raise BenchmarkError(
             f"method {method!r} needs item text, but dataset {dataset.name!r} has none "
             "(a RecBole .item file or an Amazon meta_ file)")
+
+
+def transfer_corpus(method: str, cls: type, config: Any, dataset: Dataset,
+                    settings: HarnessSettings) -> TransferCorpus | None:
+    """The source dataset's training data for a method with the ``transfer_corpus`` need whose
+    ``transfer_from`` is set (None otherwise): its leave-one-out training sequences only, never
+    its validation or test targets, and its catalogue, loaded with the profile's ``max_users``.
+    ``transfer_from: auto`` is the one dataset under configs/datasets/ other than ``dataset``;
+    the dataset under test itself is refused."""
+    needs = frozenset(getattr(cls, "needs", frozenset()))
+    if "transfer_corpus" not in needs:
+        return None
+    source = getattr(config, "transfer_from", None)
+    if source is None:
+        return None
+    if source == "auto":
+        others = [p.stem for p in sorted(DATASET_CONFIG_DIR.glob("*.yaml"))
+                  if p.stem != dataset.name]
+        if len(others) != 1:
+            raise BenchmarkError(
+                f"method {method!r}: transfer_from: auto means the one shipped dataset other than "
+                f"{dataset.name!r}, but there are {len(others)} ({', '.join(others)}); "
+                "set transfer_from to a dataset name or path")
+        source = others[0]
+    if source == dataset.name:
+        raise _self_transfer(method, source)
+    return _load_corpus(method, source, dataset, settings.max_users, needs)
+
+
+def _self_transfer(method: str, source: str) -> BenchmarkError:
+    return BenchmarkError(f"method {method!r} transfers from {source!r}, the dataset under "
+                          "test; transfer_from must name another dataset")
+
+
+def _content(dataset: Dataset) -> str:
+    """Hash of a dataset's interactions and catalogue, whatever its name or path."""
+    inter = dataset.interactions
+    return stable_hash([inter["user"].to_numpy(), inter["item"].to_numpy(),
+                        dataset.catalog.fingerprint()])
+
+
+def _load_corpus(method: str, source: str, target: Dataset, max_users: int | None,
+                 needs: frozenset[str]) -> TransferCorpus:
+    data = load_dataset(source, None, max_users)
+    if data.name == target.name or _content(data) == _content(target):
+        raise _self_transfer(method, source)
+    if "item_text" in needs and not data.catalog.has_text:
+        raise BenchmarkError(f"method {method!r} needs item text, but its transfer source "
+                             f"{data.name!r} has none")
+    split = make_split(data, "loo")  # only `train` leaves this function
+    train = TrainData(data.n_items, split.train, data.catalog, split.item_counts())
+    return TransferCorpus(data.name, train, split.train_fingerprint(), data.catalog.fingerprint())
 
 
 # --------------------------------------------------------------------------- one run
@@ -120,6 +178,7 @@ def fit_adapter(req: RunRequest, settings: HarnessSettings, dataset: Dataset, sp
 
     cls, config = resolve_config(req.method, req.profile, req.overrides, dataset.name)
     check_needs(req.method, cls, dataset)
+    transfer = transfer_corpus(req.method, cls, config, dataset, settings)
     torch.manual_seed(req.seed)
     np.random.seed(req.seed)
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -127,7 +186,7 @@ def fit_adapter(req: RunRequest, settings: HarnessSettings, dataset: Dataset, sp
     ctx = RunContext(
         seed=req.seed, device=device, cache=cache, protocol=req.protocol,
         catalog_hash=dataset.catalog.fingerprint(), train_hash=split.train_fingerprint(),
-        show_progress=req.show_progress,
+        show_progress=req.show_progress, transfer=transfer,
     )
     train = TrainData(dataset.n_items, split.train, dataset.catalog, split.item_counts())
     with method_phase(req.method, "init"):
@@ -172,14 +231,19 @@ def validation_sample(n_cases: int, cases: int, seed: int) -> np.ndarray:
 def run_key(req: RunRequest, settings: HarnessSettings, dataset: Dataset, split: Split,
             config: Any, cls: type, code: str) -> str:
     """Cache key of a finished run: everything that determines its result (the code by its
-    canonical fingerprint, :mod:`benchmark.code_fingerprint`), never the commit."""
-    return stable_hash({
+    canonical fingerprint, :mod:`benchmark.code_fingerprint`), never the commit; for a method
+    given a transfer corpus, the source dataset's fingerprints too."""
+    key = {
         "code": canonical(code), "dataset": dataset_fingerprint(dataset),
         "split": split.fingerprint(), "method": req.method, "class": cls.__qualname__,
         "config": to_dict(config), "seed": req.seed, "mask_history": settings.mask_history,
         "top_k": settings.top_k,
         "bootstrap": [settings.bootstrap_resamples, settings.bootstrap_seed],
-    })
+    }
+    transfer = transfer_corpus(req.method, cls, config, dataset, settings)
+    if transfer is not None:  # absent otherwise: every other run keeps its key
+        key["transfer"] = transfer.fingerprint()
+    return stable_hash(key)
 
 
 COMPUTED, REUSED = "computed", "reused from the cache"

@@ -13,7 +13,7 @@ import torch
 
 from adapters import recformer as recformer_module
 from adapters.recformer import Recformer
-from benchmark.adapter import RunContext, TrainData, UserBatch
+from benchmark.adapter import RunContext, TrainData, TransferCorpus, UserBatch
 from benchmark.cache import Cache
 from benchmark.evaluation import evaluate, metric_values
 from benchmark.models.recformer import (
@@ -193,13 +193,91 @@ def test_zero_shot_variant_shares_the_pretraining_checkpoint(tmp_path, monkeypat
                      protocol="loo", catalog_hash="c", train_hash="t", show_progress=False)
     zero = Recformer(Recformer.Config(finetune=False, max_tokens=40))
     zero.fit(train, lambda: pytest.fail("zero-shot must not validate"), ctx)
-    assert ctx.stop_reason == "zero_shot"
+    assert ctx.stop_reason == "no_finetuning"
     assert len(list((tmp_path / "recformer_pretrain").iterdir())) == 1
     # Finetuning-only keys do not change the pretraining key: no second checkpoint.
     full = Recformer(Recformer.Config(finetune=True, max_tokens=40, stage1_epochs=1,
                                       stage2_epochs=0))
     full.fit(train, lambda: 0.0, ctx)
     assert len(list((tmp_path / "recformer_pretrain").iterdir())) == 1
+
+
+def _transfer_corpus(tmp_path, n_users: int = 16) -> TransferCorpus:
+    """A source dataset unlike the smoke data: other users, 20 items titled "gadget"."""
+    from conftest import synthetic_rows, write_atomic
+
+    from benchmark.data import Preprocessing, load_atomic
+    from benchmark.splits import make_split
+
+    rows, _ = synthetic_rows(n_users=n_users, n_items=20, seed=7)
+    items = [(i, f"Gadget {i}", 2010 + i % 5, "Tools") for i in range(1, 21)]
+    source = load_atomic(write_atomic(tmp_path / "source", "source", rows, items), "source",
+                         Preprocessing())
+    split = make_split(source, "loo")
+    train = TrainData(source.n_items, split.train, source.catalog, split.item_counts())
+    return TransferCorpus("source", train, split.train_fingerprint(),
+                          source.catalog.fingerprint())
+
+
+def test_transfer_pretrains_on_the_source_only_and_encodes_the_target_catalogue(
+        tmp_path, monkeypatch):
+    target, _ = _smoke_data(tmp_path, n_users=8)
+    corpus = _transfer_corpus(tmp_path)
+    monkeypatch.setattr(recformer_module, "load_backbone", lambda name: (tiny_bert(),
+                                                                         WordTokenizer()))
+    seen = []
+    real = Recformer._pretrain
+
+    def spy(self, train, ctx):
+        words = {v: k for k, v in self.tokenizer.vocab.items()}
+        seen.append((train, {words[i] for s in self.sentences for i in s.ids}))
+        return real(self, train, ctx)
+
+    monkeypatch.setattr(Recformer, "_pretrain", spy)
+
+    def context(train_hash: str, catalog_hash: str, transfer=None) -> RunContext:
+        return RunContext(seed=0, device="cpu", cache=Cache(tmp_path), protocol="loo",
+                          catalog_hash=catalog_hash, train_hash=train_hash,
+                          show_progress=False, transfer=transfer)
+
+    config = Recformer.Config(finetune=False, max_tokens=40, transfer_from="source")
+    ctx = context("target-train", "target-catalog", corpus)
+    adapter = Recformer(config)
+    adapter.fit(target, lambda: pytest.fail("no finetuning: no validation"), ctx)
+    assert ctx.stop_reason == "no_finetuning"
+    [(pretrained_on, words)] = seen
+    assert pretrained_on is corpus.train  # the source's sequences, nothing of the target's
+    assert "gadget" in words and "movie" not in words  # over the source's item sentences
+    assert ctx.examples_seen == corpus.train.n_users  # one pair per source user
+    # This catalogue's items, encoded by the transferred encoder, are what users are scored on.
+    assert adapter.item_matrix.shape[0] == target.n_items == len(adapter.sentences)
+    assert torch.allclose(adapter.item_matrix, adapter.encode_items())
+    assert adapter.diagnostics()["transfer"]["source"] == "source"
+
+    checkpoints = tmp_path / "recformer_pretrain"
+    assert len(list(checkpoints.iterdir())) == 1
+    # recformer_pretrained on the target shares nothing with it: a checkpoint of its own.
+    Recformer(Recformer.Config(finetune=False, max_tokens=40)).fit(
+        target, lambda: 0.0, context("target-train", "target-catalog"))
+    assert len(list(checkpoints.iterdir())) == 2 and len(seen) == 2
+    assert seen[1][0] is target
+    # recformer_pretrained on the source is the same pretraining: loaded, not trained again.
+    Recformer(Recformer.Config(finetune=False, max_tokens=40)).fit(
+        corpus.train, lambda: 0.0, context(corpus.train_hash, corpus.catalog_hash))
+    assert len(list(checkpoints.iterdir())) == 2 and len(seen) == 2
+
+
+def test_transfer_without_a_corpus_in_the_context_is_an_error(tmp_path, monkeypatch):
+    from benchmark.errors import BenchmarkError
+
+    target, _ = _smoke_data(tmp_path, n_users=4)
+    monkeypatch.setattr(recformer_module, "load_backbone", lambda name: (tiny_bert(),
+                                                                         WordTokenizer()))
+    ctx = RunContext(seed=0, device="cpu", cache=Cache(tmp_path), protocol="loo",
+                     catalog_hash="c", train_hash="t", show_progress=False)
+    with pytest.raises(BenchmarkError, match="holds no transfer corpus"):
+        Recformer(Recformer.Config(finetune=False, transfer_from="auto")).fit(
+            target, lambda: 0.0, ctx)
 
 
 def test_epoch_pairs_sets_the_examples_of_an_epoch(tmp_path, monkeypatch):

@@ -148,7 +148,8 @@ class NoFit(AdapterBase):
     (NoScore, "output 'scores' but no score() method"),
     (RankingNoRank, "output 'ranking' but no rank() method"),
     (BadOutput, "output 'logits' is not one of ['ranking', 'scores']"),
-    (UnknownNeeds, "unknown needs ['semantic_ids']; the runner acts on ['item_text']"),
+    (UnknownNeeds, "unknown needs ['semantic_ids']; the runner acts on ['item_text', "
+                   "'transfer_corpus']"),
     (NeedsNotASet, "`needs` must be a frozenset of strings, got 'item_text'"),
     (NoConfig, "no `Config` dataclass (an empty `@dataclass class Config: pass` will do)"),
     (ConfigNotADataclass, "no `Config` dataclass (an empty `@dataclass class Config: pass` will do)"),
@@ -160,6 +161,35 @@ def test_a_broken_adapter_fails_at_registration(cls, problem):
         registry.register(name)(cls)
     assert str(info.value) == f"method {name!r} ({__name__}:{cls.__qualname__}): {problem}"
     assert name not in registry.available()
+
+
+class TransferWithoutKey(AdapterBase):
+    needs = frozenset({"transfer_corpus"})
+
+    def fit(self, train, validate, ctx):
+        pass
+
+    def score(self, users):
+        return None
+
+
+def test_a_transfer_need_without_a_transfer_from_key_fails_at_registration():
+    with pytest.raises(BenchmarkError, match="needs 'transfer_corpus' but its Config has no "
+                                             "`transfer_from` key"):
+        registry.register("broken_transfer")(TransferWithoutKey)
+    assert "broken_transfer" not in registry.available()
+
+
+def test_recformer_transfer_is_recformer_without_finetuning_from_the_other_dataset():
+    own = registry.method_yaml("recformer_transfer")
+    parent = registry.method_yaml("recformer")
+    assert own["finetune"] is False and own["transfer_from"] == "auto"
+    assert {k: v for k, v in own.items() if k not in ("finetune", "transfer_from", "datasets")
+            } == {k: v for k, v in parent.items() if k not in ("finetune", "datasets")}
+    # Blocks keyed by the target give the source the pretraining recformer gives it.
+    assert own["datasets"]["ml-100k"]["pretrain_epoch_pairs"] == (
+        parent["datasets"]["amazon-scientific"]["pretrain_epoch_pairs"])
+    assert own["datasets"]["amazon-scientific"]["pretrain_epoch_pairs"] == 0
 
 
 def test_a_valid_adapter_registers(monkeypatch):
