@@ -133,3 +133,21 @@ def written_metrics(per_user_csv: Path, list_length: int | None = None) -> dict:
         slices["cold_item"] = {"cold": cold, "cold_valid": cold_valid, "warm": ~cold & ~cold_valid}
     settings = SimpleNamespace(bootstrap_seed=0, bootstrap_resamples=20)
     return slice_metrics(table, slices, list_length, settings)
+
+
+@pytest.fixture
+def smoke(tiny_atomic, cache_dir, tmp_path):
+    """Arguments of a fast CLI run on the tiny dataset, results under tmp_path/results."""
+    return ["--dataset", str(tiny_atomic), "--profile", "smoke", "--cache-dir", str(cache_dir),
+            "--results-dir", str(tmp_path / "results"), "--protocol", "loo", "--no-progress",
+            "--no-report"]
+
+
+def one_line(args, capsys) -> tuple[int, str]:
+    """Run the CLI; the exit status and the single line it printed on stderr."""
+    from benchmark.cli import main
+
+    code = main(args)
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    return code, err.rstrip("\n")

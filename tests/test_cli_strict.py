@@ -7,6 +7,7 @@ import signal
 import sys
 
 import pytest
+from conftest import one_line
 
 from benchmark import cli, registry
 from benchmark.cli import COMMANDS, main
@@ -122,21 +123,6 @@ def fakes(tmp_path, monkeypatch):
     for module in set(sys.modules) - before:
         if module.startswith("external_adapter_"):
             del sys.modules[module]
-
-
-@pytest.fixture
-def smoke(tiny_atomic, cache_dir, tmp_path):
-    return ["--dataset", str(tiny_atomic), "--profile", "smoke", "--cache-dir", str(cache_dir),
-            "--results-dir", str(tmp_path / "results"), "--protocol", "loo", "--no-progress",
-            "--no-report"]
-
-
-def one_line(args, capsys) -> tuple[int, str]:
-    """Run the CLI; the exit status and the single line it printed on stderr."""
-    code = main(args)
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "Traceback" not in err, err
-    return code, err.rstrip("\n")
 
 
 def result_files(tmp_path) -> list[str]:

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import one_line
 
 from benchmark import registry, runner
 from benchmark.cli import main
@@ -74,22 +75,6 @@ def external(tmp_path, monkeypatch):
     for module in set(sys.modules) - before:
         if module.startswith("external_adapter_"):
             del sys.modules[module]
-
-
-@pytest.fixture
-def smoke(tiny_atomic, cache_dir, tmp_path):
-    """Arguments of a fast run on the tiny dataset, results under tmp_path/results."""
-    return ["--dataset", str(tiny_atomic), "--profile", "smoke", "--cache-dir", str(cache_dir),
-            "--results-dir", str(tmp_path / "results"), "--protocol", "loo", "--no-progress",
-            "--no-report"]
-
-
-def one_line(args, capsys) -> tuple[int, str]:
-    """Run the CLI; the exit status and the single line it printed on stderr."""
-    code = main(args)
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "Traceback" not in err, err
-    return code, err.rstrip("\n")
 
 
 def result_files(tmp_path) -> list[Path]:
