@@ -1,6 +1,6 @@
 """Report pieces that read method diagnostics."""
 
-from benchmark.report import _steerability
+from benchmark.report_sections import _steerability
 from benchmark.results import MethodRuns
 
 
@@ -37,7 +37,7 @@ def test_steerability_gives_every_seeds_lift_and_round_trip():
 def test_cold_depth_table_gives_ranks_of_cold_targets_only():
     import pandas as pd
 
-    from benchmark.report import _cold_depth
+    from benchmark.report_tables import _cold_depth
 
     def runs(name, ranks, list_length=None):
         table = pd.DataFrame({"user_id": ["a", "b", "c", "d"], "target_item_id": ["i", "j", "k", "l"],
@@ -76,7 +76,7 @@ def test_report_reads_results_without_the_runner_or_torch():
 def test_cold_protocol_slices_are_cold_cold_valid_and_warm():
     import pandas as pd
 
-    from benchmark.report import _slice_masks
+    from benchmark.report_comparison import _slice_masks
 
     table = pd.DataFrame({"history_bucket": ["short"] * 5, "popularity_bucket": ["head"] * 5,
                           "cold_item": [True, False, False, False, True],
@@ -94,7 +94,7 @@ def test_cold_protocol_slices_are_cold_cold_valid_and_warm():
 def test_slice_columns_come_from_whichever_file_fills_them():
     import pandas as pd
 
-    from benchmark.report import slice_columns
+    from benchmark.report_comparison import slice_columns
 
     old = pd.DataFrame({"user_id": ["a", "b"], "history_bucket": ["short", "long"],
                         "popularity_bucket": ["head", "tail"], "cold_item": [None, None]})
@@ -107,7 +107,7 @@ def test_slice_columns_come_from_whichever_file_fills_them():
 
 
 def test_a_p_value_never_prints_on_the_wrong_side_of_alpha():
-    from benchmark.report import _p
+    from benchmark.report_format import _p
 
     assert _p(0.04995) == "0.04995"  # 3 digits would print "0.05" beside "significant"
     assert _p(0.05004) == "0.05" and _p(0.0599) == "0.0599" and _p(1e-17) == "1e-17"

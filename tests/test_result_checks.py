@@ -49,9 +49,9 @@ def leaderboard_methods(text):
 def no_plots(monkeypatch):
     """The report without its bar charts (as in test_reliability): seconds per report, and
     not what these tests look at."""
-    from benchmark import report as report_module
+    from benchmark import report_tables
 
-    monkeypatch.setattr(report_module, "_plots", lambda *args: [])
+    monkeypatch.setattr(report_tables, "_plots", lambda *args: [])
 
 
 @pytest.fixture
