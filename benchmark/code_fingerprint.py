@@ -11,6 +11,8 @@ evaluator) invalidates exactly what executes it. Project modules are those of th
 Imports of anything else (torch, numpy) are not followed: package versions are recorded in
 every result instead.
 
+This module itself is not followed: it computes keys and changes no result.
+
 A run's fingerprint (:func:`method_fingerprint`) covers the method's adapter module and the
 harness that runs it (:data:`HARNESS_MODULE` and its imports: splits, evaluation, result
 files). An artefact's (:func:`caller_fingerprint`) covers the module that builds it.
@@ -29,6 +31,7 @@ import ast
 import hashlib
 import json
 import sys
+import threading
 from collections.abc import Callable, Iterable
 from functools import lru_cache
 from pathlib import Path
@@ -37,6 +40,11 @@ from benchmark.errors import BenchmarkError
 from benchmark.registry import CONFIG_DIR, REPO_ROOT
 
 PROJECT_PACKAGES = ("benchmark", "adapters", "baselines")
+# This module computes keys and changes no result: editing it must not invalidate every run.
+NOT_FOLLOWED = frozenset({"benchmark.code_fingerprint"})
+# ast.parse is not safe from several threads at once in Python 3.11 (a SystemError); two
+# callers asking the cache for artefacts at once fingerprint under this lock.
+_LOCK = threading.Lock()
 HARNESS_MODULE = "benchmark.runner"
 EQUIVALENCE_FILE = CONFIG_DIR / "code-equivalence.json"
 LENGTH = 16  # hex digits of a fingerprint
@@ -75,7 +83,8 @@ def _tree_hash(source: str, where: str) -> str:
     return hashlib.sha256(normalised_tree(source, where).encode()).hexdigest()
 
 
-def _imported_names(source: str, name: str, is_package: bool) -> set[str]:
+@lru_cache(maxsize=4096)
+def _imported_names(source: str, name: str, is_package: bool) -> frozenset[str]:
     """Absolute dotted names a module's import statements may load (anywhere in the module,
     lazy imports inside functions included), parent packages included."""
     tree = ast.parse(source)
@@ -95,7 +104,7 @@ def _imported_names(source: str, name: str, is_package: bool) -> set[str]:
                 out.add(stem)
                 out.update(f"{stem}.{alias.name}" for alias in node.names if alias.name != "*")
     parents = {".".join(n.split(".")[:i]) for n in out for i in range(1, n.count(".") + 1)}
-    return out | parents
+    return frozenset(out | parents)
 
 
 # --------------------------------------------------------------------------- closures
@@ -142,7 +151,7 @@ def _closure(roots: Iterable[str], tree: _Tree) -> dict[str, str]:
     seen: set[str] = set()
     while todo:
         name, near = todo.pop()
-        if name in seen:
+        if name in seen or name in NOT_FOLLOWED:
             continue
         seen.add(name)
         found = tree.locate(name, near)
@@ -163,7 +172,8 @@ def _closure(roots: Iterable[str], tree: _Tree) -> dict[str, str]:
 def fingerprint_of(roots: Iterable[str], root: Path = REPO_ROOT, reader: Reader = _read_file,
                    extra: dict[str, Path] | None = None) -> str:
     """The fingerprint of the modules ``roots`` and everything of the project they import."""
-    closure = _closure(list(roots), _Tree(root, reader, extra))
+    with _LOCK:
+        closure = _closure(list(roots), _Tree(root, reader, extra))
     text = json.dumps(sorted(closure.items()))
     return hashlib.sha256(text.encode()).hexdigest()[:LENGTH]
 
