@@ -43,17 +43,39 @@ def method_modules() -> dict[str, str]:
 
 def changed_methods(old_root: Path, methods: dict[str, str]) -> dict[str, tuple[str, str]]:
     """{method: (old, new) fingerprint} for the methods whose code differs and is not yet
-    linked by an entry."""
+    linked by an entry. The old fingerprint is the one the old code records (computed by its
+    own fingerprinting where it has one, so a change to the fingerprinting is covered too)."""
+    old_of = _recorded_fingerprints(old_root, methods)
     out = {}
     for name, module in methods.items():
-        try:
-            old = cf.fingerprint_of([module, cf.HARNESS_MODULE], root=old_root)
-        except BenchmarkError:  # the method did not exist then
-            continue
+        old = old_of.get(name)
+        if old is None:
+            try:
+                old = cf.fingerprint_of([module, cf.HARNESS_MODULE], root=old_root)
+            except BenchmarkError:  # the method did not exist then
+                continue
         new = cf.fingerprint_of([module, cf.HARNESS_MODULE])
         if not cf.same_code(old, new):
             out[name] = (old, new)
     return out
+
+
+def _recorded_fingerprints(tree: Path, methods: dict[str, str]) -> dict[str, str]:
+    """{method: the fingerprint the code in ``tree`` records for it}; {} where that code has no
+    fingerprinting (then the current rule is applied to its files)."""
+    if not (tree / "benchmark" / "code_fingerprint.py").is_file():
+        return {}
+    script = ("import json, sys\nfrom benchmark.code_fingerprint import method_fingerprint\n"
+              "out = {}\nfor name, module in json.loads(sys.argv[1]).items():\n"
+              "    try:\n        out[name] = method_fingerprint(module)\n"
+              "    except Exception:\n        pass\nprint(json.dumps(out))\n")
+    done = subprocess.run([sys.executable, "-c", script, json.dumps(methods)], cwd=tree,
+                          env={**os.environ, "PYTHONPATH": str(tree)}, capture_output=True,
+                          text=True)
+    if done.returncode:
+        raise BenchmarkError(f"the code in {tree} could not fingerprint its methods: "
+                             f"{(done.stderr.strip().splitlines() or ['?'])[-1]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def changed_modules(old_root: Path) -> dict[str, tuple[str, str]]:
