@@ -9,8 +9,8 @@ are kept as supplementary columns; they decide nothing. No resampling decides an
 
 Cold targets cluster on items (a few cold items hold most cold cases), so comparisons on a cold
 slice pass the target items as clusters: the user part of the variance is the cluster-robust
-one (sums of the differences within each item, over n^2) on (items - 1) degrees of freedom,
-which counts the uncertainty of which items were drawn as well as which users.
+one (:func:`benchmark.seed_test.seed_aware_test`) on (items - 1) degrees of freedom, which
+counts the uncertainty of which items were drawn as well as which users.
 """
 
 from __future__ import annotations
@@ -28,31 +28,6 @@ ALPHA = 0.05
 POWER = 0.8
 
 
-def clustered_test(a: np.ndarray, b: np.ndarray, clusters: np.ndarray) -> dict[str, float]:
-    """:func:`benchmark.seed_test.seed_aware_test` with the user part made cluster-robust over
-    ``clusters`` (one label per user, e.g. the target item)."""
-    out = seed_aware_test(a, b)
-    a, b = np.atleast_2d(a), np.atleast_2d(b)
-    d = a.mean(axis=0) - b.mean(axis=0)
-    n = len(d)
-    _, groups = np.unique(np.asarray(clusters), return_inverse=True)
-    k = int(groups.max()) + 1 if n else 0
-    if k < 2:
-        return out
-    sums = np.bincount(groups, weights=d - d.mean(), minlength=k)
-    v_user = float((sums**2).sum()) / n**2 * k / (k - 1)
-    v_seed = out["var_seeds_a"] + out["var_seeds_b"]
-    seeds = [len(x) for x in (a, b) if len(x) > 1]
-    seed_df = min(seeds, default=2) - 1
-    var = v_user + v_seed
-    if var <= 0:
-        return out
-    df = var**2 / (v_user**2 / (k - 1) + v_seed**2 / seed_df)
-    t = out["diff"] / math.sqrt(var)
-    return {**out, "se": math.sqrt(var), "df": df, "p": float(2 * stats.t.sf(abs(t), df)),
-            "var_users": v_user, "clusters": k}
-
-
 def compare(per_seed: dict[str, np.ndarray], reference: str,
             families: dict[str, list[str]] | None, clusters: np.ndarray | None = None
             ) -> dict[str, dict]:
@@ -68,8 +43,7 @@ def compare(per_seed: dict[str, np.ndarray], reference: str,
     raw = {}
     for name in others:
         a = per_seed[name]
-        test = (clustered_test(a, ref, clusters) if clusters is not None
-                else seed_aware_test(a, ref))
+        test = seed_aware_test(a, ref, clusters)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             supplementary = paired_tests(a.mean(axis=0), ref.mean(axis=0))

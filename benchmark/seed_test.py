@@ -34,18 +34,24 @@ import numpy as np
 from scipy import stats
 
 
-def seed_aware_test(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
+def seed_aware_test(a: np.ndarray, b: np.ndarray, clusters: np.ndarray | None = None
+                    ) -> dict[str, float]:
     """Two-sided test of mean(a) = mean(b); ``a`` is [S_a, n], ``b`` [S_b, n], users aligned.
 
-    Returns ``diff`` (D), ``se``, ``df``, ``p`` and the variance parts (``var_users``,
-    ``var_seeds_a``, ``var_seeds_b``). All-equal values give p = 1.
+    With ``clusters`` (one label per user, e.g. the target item) the user part is
+    cluster-robust: the squared sums of the centred differences within each cluster, over n^2
+    (times k / (k - 1)), on k - 1 degrees of freedom. Returns ``diff`` (D), ``se``, ``df``,
+    ``p`` and the variance parts (``var_users``, ``var_seeds_a``, ``var_seeds_b``), and
+    ``clusters`` (k) where given. All-equal values give p = 1.
     """
     a = np.atleast_2d(np.asarray(a, dtype=np.float64))
     b = np.atleast_2d(np.asarray(b, dtype=np.float64))
     if a.shape[1] != b.shape[1]:
         raise ValueError(f"users differ: {a.shape[1]} vs {b.shape[1]}")
-    out = _test(a[None], b[None])
-    return {k: float(v[0]) for k, v in out.items()}
+    out = {k: float(v[0]) for k, v in _test(a[None], b[None], clusters).items()}
+    if clusters is not None:
+        out["clusters"] = len(np.unique(np.asarray(clusters)))
+    return out
 
 
 def seed_aware_pvalues(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -53,19 +59,35 @@ def seed_aware_pvalues(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return _test(np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64))["p"]
 
 
-def _test(a: np.ndarray, b: np.ndarray) -> dict[str, np.ndarray]:
+def _user_part(d: np.ndarray, clusters: np.ndarray | None) -> tuple[np.ndarray, int]:
+    """The user part of the variance of D for [R, n] differences, and its degrees of freedom."""
+    n = d.shape[1]
+    if clusters is not None:
+        _, groups = np.unique(np.asarray(clusters), return_inverse=True)
+        k = int(groups.max()) + 1 if n else 0
+        if k >= 2:
+            centred = d - d.mean(axis=1, keepdims=True)
+            sums = np.stack([np.bincount(groups, weights=row, minlength=k) for row in centred])
+            return (sums**2).sum(axis=1) / n**2 * k / (k - 1), k - 1
+    if n < 2:
+        return np.zeros(len(d)), 1
+    return d.var(axis=1, ddof=1) / n, n - 1
+
+
+def _test(a: np.ndarray, b: np.ndarray, clusters: np.ndarray | None = None
+          ) -> dict[str, np.ndarray]:
     """The test of the module docstring over R comparisons ([R, S, n] each)."""
     n = a.shape[2]
     d = a.mean(axis=1) - b.mean(axis=1)
     diff = d.mean(axis=1)
-    v_user = d.var(axis=1, ddof=1) / n if n > 1 else np.zeros(len(d))
+    v_user, user_df = _user_part(d, clusters)
     v_seeds = [x.mean(axis=2).var(axis=1, ddof=1) / x.shape[1] if x.shape[1] > 1
                else np.zeros(len(x)) for x in (a, b)]
     v_seed = v_seeds[0] + v_seeds[1]
     seed_df = min([x.shape[1] for x in (a, b) if x.shape[1] > 1], default=2) - 1
     var = v_user + v_seed
     with np.errstate(divide="ignore", invalid="ignore"):
-        df = var**2 / (v_user**2 / max(n - 1, 1) + v_seed**2 / seed_df)
+        df = var**2 / (v_user**2 / user_df + v_seed**2 / seed_df)
         t = np.abs(diff) / np.sqrt(var)
         p = 2 * stats.t.sf(t, df)
     p = np.where(var > 0, p, np.where(diff == 0, 1.0, 0.0))
