@@ -4,14 +4,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from benchmark.statistics import (
-    bootstrap_ci,
-    compare_to_reference,
-    holm,
-    holm_family,
-    min_detectable_difference,
-    paired_tests,
-)
+from benchmark.comparisons import compare
+from benchmark.statistics import bootstrap_ci, holm, holm_family, paired_tests
 
 A = np.array([0.0, 1.0, 0.5, 0.33, 0.0, 1.0, 0.63, 0.0, 0.25, 1.0])
 B = np.array([0.0, 0.5, 0.5, 0.0, 0.0, 1.0, 0.33, 0.0, 0.0, 0.63])
@@ -56,13 +50,19 @@ def test_holm_equals_statsmodels_on_random_p_values_with_ties():
         assert holm(list(p)) == pytest.approx(list(multipletests(p, method="holm")[1]))
 
 
-def test_compare_to_reference_corrects_within_the_family():
+def one_seed(per_user: dict) -> dict:
+    """{method: [1 seed, users]}: with one seed the rule's p is the paired t-test's."""
+    return {m: np.asarray(v)[None] for m, v in per_user.items()}
+
+
+def test_compare_corrects_within_the_family():
     rng = np.random.default_rng(0)
     per_user = {"ref": B, "m1": A, "m2": B + rng.normal(0, 0.01, len(B))}
-    out = compare_to_reference(per_user, "ref")
+    out = compare(one_seed(per_user), "ref", None)
     assert set(out) == {"m1", "m2"}
-    raw = [out["m1"]["t_p"], out["m2"]["t_p"]]
-    assert [out["m1"]["t_p_holm"], out["m2"]["t_p_holm"]] == pytest.approx(holm(raw))
+    raw = [out["m1"]["p"], out["m2"]["p"]]
+    assert raw[0] == pytest.approx(stats.ttest_rel(A, B).pvalue)
+    assert [out["m1"]["p_holm"], out["m2"]["p_holm"]] == pytest.approx(holm(raw))
 
 
 def test_holm_family_counts_untested_members_as_p_one():
@@ -76,52 +76,30 @@ def test_families_fix_m_so_other_results_never_change_a_p_value():
     rng = np.random.default_rng(1)
     families = {"main": ["m1", "m2", "m3"], "baselines": ["pop"]}
     per_user = {"ref": B, "m1": A, "pop": B + rng.normal(0, 0.1, len(B))}
-    first = compare_to_reference(per_user, "ref", families)
+    first = compare(one_seed(per_user), "ref", families)
     assert first["m1"]["family"] == "main" and first["m1"]["m"] == 3
-    assert first["m1"]["t_p_holm"] == pytest.approx(min(1, 3 * first["m1"]["t_p"]))
-    assert first["pop"]["m"] == 1 and first["pop"]["t_p_holm"] == first["pop"]["t_p"]
+    assert first["m1"]["p_holm"] == pytest.approx(min(1, 3 * first["m1"]["p"]))
+    assert first["pop"]["m"] == 1 and first["pop"]["p_holm"] == first["pop"]["p"]
     # m2 arrives: m1's p stays as it was only if m2's p is larger; pop's never moves
     per_user["m2"] = B + 0.001
-    second = compare_to_reference(per_user, "ref", families)
-    assert second["pop"]["t_p_holm"] == first["pop"]["t_p_holm"]
+    second = compare(one_seed(per_user), "ref", families)
+    assert second["pop"]["p_holm"] == first["pop"]["p_holm"]
     # a method no family lists is corrected on its own
     per_user["stray"] = A
-    third = compare_to_reference(per_user, "ref", families)
+    third = compare(one_seed(per_user), "ref", families)
     assert third["stray"]["family"] == "unlisted" and third["stray"]["m"] == 1
-    assert third["pop"]["t_p_holm"] == first["pop"]["t_p_holm"]
+    assert third["pop"]["p_holm"] == first["pop"]["p_holm"]
 
 
 def test_difference_ci_and_mde_by_hand():
-    out = compare_to_reference({"ref": B, "m": A}, "ref", {"f": ["m", "other"]})["m"]
+    out = compare(one_seed({"ref": B, "m": A}), "ref", {"f": ["m", "other"]})["m"]
     d = A - B
-    lo, hi = out["diff_ci95"]
-    assert lo <= d.mean() <= hi and (lo, hi) == bootstrap_ci(d)
-    # m = 2: alpha / 2; (t_{1-0.0125, 9} + t_{0.8, 9}) * sd / sqrt(10)
-    expected = (stats.t.ppf(1 - 0.0125, 9) + stats.t.ppf(0.8, 9)) * d.std(ddof=1) / np.sqrt(10)
-    assert out["mde"] == pytest.approx(expected)
-    assert min_detectable_difference(d, 0.05) < out["mde"]  # a stricter level needs more
-    assert min_detectable_difference(np.array([0.1]), 0.05) == np.inf
+    se = d.std(ddof=1) / np.sqrt(10)
+    # one seed each: the interval is D -+ t_{0.975, 9} se
+    half = stats.t.ppf(0.975, 9) * se
+    assert out["diff_ci95"] == pytest.approx([d.mean() - half, d.mean() + half])
+    # m = 2: alpha / 2; (t_{1-0.0125, 9} + t_{0.8, 9}) * se
+    assert out["mde"] == pytest.approx((stats.t.ppf(1 - 0.0125, 9) + stats.t.ppf(0.8, 9)) * se)
+    assert compare(one_seed({"ref": B[:1], "m": A[:1]}), "ref", None)["m"]["mde"] == np.inf
 
 
-def test_hierarchical_bootstrap_by_hand():
-    from benchmark.statistics import hierarchical_bootstrap
-
-    # Two users, one seed each: a replicate draws 2 users with replacement; a - b per user is
-    # +1 and +0, so the replicate's difference is 0, 1/2 or 1 with chances 1/4, 1/2, 1/4.
-    a = np.array([[1.0, 0.0]])
-    b = np.array([[0.0, 0.0]])
-    out = hierarchical_bootstrap(a, b, n_resamples=4000)
-    assert out["diff"] == 0.5
-    assert out["ci95"] == [0.0, 1.0]
-    # P(diff <= 0) is 1/4 (both draws the second user): p = 2 * 1/4 = 1/2 (sampling error)
-    assert out["p"] == pytest.approx(0.5, abs=0.05)
-    # Seed spread widens the interval: a's seeds disagree (1 vs 0 for every user), b is 0.
-    wide = hierarchical_bootstrap(np.array([[1.0] * 50, [0.0] * 50]), np.zeros((1, 50)),
-                                  n_resamples=2000)
-    narrow = hierarchical_bootstrap(np.full((2, 50), 0.5), np.zeros((1, 50)), n_resamples=2000)
-    assert wide["diff"] == narrow["diff"] == 0.5
-    assert narrow["ci95"] == [0.5, 0.5] and wide["ci95"] == [0.0, 1.0]
-    # with two seeds, both drawn seeds are 0 in a quarter of replicates: p = 2 * 1/4
-    # no replicate of `narrow` reaches zero: p is the resolution, 2 x 1 / 2001, never 0
-    assert wide["p"] == pytest.approx(0.5, abs=0.06) and narrow["p"] == 2 / 2001
-    assert hierarchical_bootstrap(np.zeros((3, 5)), np.zeros((2, 5)))["p"] == 1.0
