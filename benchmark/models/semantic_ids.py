@@ -98,6 +98,13 @@ class SemanticIDs:
     def n_levels(self) -> int:
         return self.codes.shape[1]
 
+    def tie_groups(self) -> np.ndarray | None:
+        """Item -> group of items sharing the full ID (every column), or None when every ID
+        is unique. The one collision rule of every SID method: items in a group are one
+        candidate to the model and tie, pessimistically, in the ranking
+        (``benchmark.evaluation``)."""
+        return tie_groups(self.codes)
+
 
 def semantic_id_config(overrides: dict[str, Any], run_seed: int) -> SemanticIDConfig:
     """The quantiser config of a run: defaults, then the run's seed, then the method's
@@ -277,6 +284,16 @@ def add_disambiguation(codes: np.ndarray) -> np.ndarray:
         extra[i] = seen.get(int(group), 0)
         seen[int(group)] = extra[i] + 1
     return np.concatenate([codes, extra[:, None]], axis=1)
+
+
+def tie_groups(codes: np.ndarray) -> np.ndarray | None:
+    """Group index (0..G-1, in order of first item) of each row; None when rows are unique."""
+    _, first, inverse = np.unique(codes, axis=0, return_index=True, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    if len(first) == len(codes):
+        return None
+    order = np.argsort(np.argsort(first, kind="stable"), kind="stable")  # groups by first item
+    return order[inverse].astype(np.int64)
 
 
 def collision_diagnostics(codes: np.ndarray, codebook_size: int) -> dict[str, Any]:
