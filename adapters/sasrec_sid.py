@@ -181,6 +181,9 @@ class SASRecSID(SASRecAdapter):
         self.sids: SemanticIDs = build_semantic_ids(train.catalog, sid_config, cache=ctx.cache,
                                                     device=ctx.device,
                                                     show_progress=ctx.show_progress)
+        # Items that share a full ID (a published index's collisions) share every row, so
+        # they score alike; the evaluator ties them explicitly (one rule for every SID method).
+        self.tie_groups = self.sids.tie_groups()
 
     def item_embedder(self, train: TrainData, ctx: RunContext) -> nn.Module:
         cfg = self.config

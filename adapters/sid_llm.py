@@ -152,6 +152,8 @@ class SIDLLM(AdapterBase):
         self.vocab.extend(self.tok, self.model, noise=cfg.init_noise, seed=ctx.seed,
                           titles=titles)
         self.trie = SIDTrie(codes, level_sizes)
+        # Items that share a full ID are one leaf of the trie: tied in the ranking.
+        self.tie_groups = None if self.trie.unique else self.trie.group
         self.prompter = Prompter(self.tok, self.vocab, self.catalog, cfg.history_items,
                                  cfg.history_titles, cfg.steer_label_level,
                                  cfg.attribute_fields, cfg.attribute_question,

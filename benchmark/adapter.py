@@ -242,6 +242,11 @@ class AdapterBase:
     # reserve one GPU where the cluster has one (benchmark.ray_executor). A YAML variant shares
     # its class's answer. The serial runner ignores it (it uses a GPU wherever torch sees one).
     wants_gpu: ClassVar[bool] = False
+    # Items the method cannot tell apart (item -> group, e.g. a shared full semantic ID): the
+    # evaluator ties them pessimistically (benchmark.evaluation). None: every item its own.
+    tie_groups: Any = None
+    # A ranking method's test list length when it exceeds the harness's top_k (0: top_k).
+    list_length: int = 0
 
     def __init__(self, config: Any) -> None:
         self.config = config

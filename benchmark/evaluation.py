@@ -5,6 +5,11 @@
   never masked, even when it repeats a history item.
 - Ties are pessimistic: the target ranks below every unmasked item with a score >= its own, so a
   constant scorer ranks the target last among the candidates.
+- Items an adapter declares tied (``adapter.tie_groups``: item -> group, e.g. items that share
+  a full semantic ID) are one candidate to it, and tie pessimistically: a score method's group
+  takes the group's highest score, and in a ranked list the target's rank is its group's first
+  position plus the number of the group's other candidates (unmasked items), a miss past the
+  list's end. ``tie_groups`` None (the default) changes nothing.
 - A ranked list (generative methods) gives the target's position; a target missing from the list
   is a miss (rank = inf, written empty). An item repeated in a list counts once: its first
   position is its rank, and later copies are wasted slots (we do not compact the list, so a
@@ -102,6 +107,37 @@ def ranks_from_lists(lists: torch.Tensor, targets: torch.Tensor, n_items: int
     return ranks, dup_rate
 
 
+def tied_scores(scores: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
+    """Each item's score replaced by the highest score of its tie group."""
+    import torch
+
+    top = torch.full((scores.shape[0], int(groups.max()) + 1), -torch.inf, dtype=scores.dtype)
+    top = top.scatter_reduce(1, groups.expand_as(scores), scores, reduce="amax")
+    return top[:, groups]
+
+
+def tied_list_ranks(lists: torch.Tensor, targets: torch.Tensor, groups: torch.Tensor,
+                    histories: list[np.ndarray]) -> torch.Tensor:
+    """Pessimistic ranks in top-K lists whose items tie in groups: the first list position of
+    the target's group + its other candidates (group members outside the history), inf past K."""
+    import torch
+
+    k = lists.shape[1]
+    g = torch.where(lists >= 0, groups[lists.clamp(min=0)], torch.full_like(lists, -1))
+    tg = groups[targets]
+    hit = g == tg.unsqueeze(1)
+    pos = torch.where(hit, torch.arange(1, k + 1).expand_as(lists), torch.full_like(lists, k + 1))
+    first = pos.min(dim=1).values.float()
+    size = torch.bincount(groups).float()
+    others = size[tg] - 1
+    for row, hist in enumerate(histories):
+        h = torch.as_tensor(np.unique(np.asarray(hist, dtype=np.int64)))
+        h = h[h != targets[row]]
+        others[row] -= float((groups[h] == tg[row]).sum()) if len(h) else 0.0
+    ranks = first + others
+    return torch.where((first <= k) & (ranks <= k), ranks, torch.full_like(ranks, math.inf))
+
+
 def metric_values(ranks: np.ndarray, list_length: int | None = None) -> dict[str, np.ndarray]:
     """Per-user metric values from 1-based ranks (inf = miss). HR@100 only where defined."""
     r = np.asarray(ranks, dtype=np.float64)
@@ -136,6 +172,11 @@ def evaluate(adapter: Any, cases: Cases, n_items: int, *, mask_history: bool = T
     start = time.perf_counter()
     out = np.empty(len(cases), dtype=np.float64)
     is_ranking = getattr(adapter, "output", "scores") == "ranking"
+    groups = getattr(adapter, "tie_groups", None)
+    if groups is not None:
+        groups = torch.as_tensor(np.asarray(groups, dtype=np.int64))
+        if groups.shape != (n_items,):
+            raise BenchmarkError(f"tie_groups must hold one group per item ({n_items})")
     method = getattr(adapter, "registered_name", type(adapter).__name__)
     dup_slots = total_slots = 0
     batches = range(0, len(cases), batch_size)
@@ -152,6 +193,8 @@ def evaluate(adapter: Any, cases: Cases, n_items: int, *, mask_history: bool = T
                 if lists.shape[1] > k:
                     raise BenchmarkError(f"rank() returned {lists.shape[1]} items, asked for {k}")
                 ranks, dup = ranks_from_lists(lists, targets, n_items)
+                if groups is not None:
+                    ranks = tied_list_ranks(lists, targets, groups, batch.histories)
                 n = int((lists >= 0).sum())
                 dup_slots += dup * n
                 total_slots += n
@@ -161,6 +204,8 @@ def evaluate(adapter: Any, cases: Cases, n_items: int, *, mask_history: bool = T
                 if scores.shape != (hi - lo, n_items):
                     raise BenchmarkError(
                         f"score() must return [batch, {n_items}], got {tuple(scores.shape)}")
+                if groups is not None:
+                    scores = tied_scores(checked_scores(scores), groups)
                 masked = history_mask(batch.histories, n_items) if mask_history else None
                 ranks = ranks_from_scores(scores, targets, masked)
             out[lo:hi] = ranks.numpy()

@@ -295,8 +295,11 @@ def _compute(req: RunRequest, settings: HarnessSettings, dataset: Dataset, split
     """Fit, evaluate on the test cases, and write the finished run into ``cached``."""
     adapter, ctx, fit_seconds = fit_adapter(req, settings, dataset, split)
     progress = _progress(req.show_progress, f"{req.method} test")
+    # A ranking method may ask for a longer test list than the harness's top_k (TIGER's beam
+    # writes 100 items, so HR@100 is defined); validation keeps top_k.
+    k = max(settings.top_k, int(getattr(adapter, "list_length", 0) or 0))
     ev = evaluate(adapter, split.test, dataset.n_items, mask_history=settings.mask_history,
-                  k=settings.top_k, batch_size=settings.eval_batch_size, progress=progress)
+                  k=k, batch_size=settings.eval_batch_size, progress=progress)
     with method_phase(req.method, "diagnostics"):
         trainable, total = (adapter.parameter_counts() if hasattr(adapter, "parameter_counts")
                             else (0, 0))

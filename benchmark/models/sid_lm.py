@@ -30,6 +30,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from benchmark.models.sid_decoding import SIDTrie, trie_beam_search
+
 START, END = "<|sid_start|>", "<|sid_end|>"
 SYSTEM = "Recommender. Items are semantic IDs."  # short: every prompt token costs CPU time
 _SID_RE = re.compile(r"<\|sid_start\|>((?:<\|sid_\d+_\d+\|>)+)<\|sid_end\|>")
@@ -428,38 +430,6 @@ def greedy(model: Any, prompts: list[list[int]], max_new: int, pad: int, eos: in
 # --------------------------------------------------------------------------- trie decoding
 
 
-class SIDTrie:
-    """Prefix trie of item SIDs as flat arrays: key = node * level_size + code."""
-
-    def __init__(self, codes: np.ndarray, level_sizes: list[int]) -> None:
-        self.codes = np.asarray(codes, dtype=np.int64)
-        self.sizes = list(level_sizes)
-        n, depth = self.codes.shape
-        self.node = []  # node[l][i]: the node of item i's prefix of length l
-        for lv in range(depth):
-            if lv == 0:
-                self.node.append(np.zeros(n, dtype=np.int64))
-            else:
-                _, inv = np.unique(self.codes[:, :lv], axis=0, return_inverse=True)
-                self.node.append(inv.reshape(-1).astype(np.int64))
-        self.key = [self.node[lv] * self.sizes[lv] + self.codes[:, lv] for lv in range(depth)]
-        self.n_nodes = [int(nd.max()) + 1 for nd in self.node]
-        self.child = []  # child[l][key]: node at level l + 1, or the item index at the last level
-        for lv in range(depth):
-            table = np.full(self.n_nodes[lv] * self.sizes[lv], -1, dtype=np.int64)
-            table[self.key[lv]] = self.node[lv + 1] if lv + 1 < depth else np.arange(n)
-            self.child.append(table)
-
-    def allowed(self, alive: np.ndarray) -> list[torch.Tensor]:
-        """Per level, a flat bool mask of the keys that still lead to an ``alive`` item."""
-        masks = []
-        for lv in range(len(self.sizes)):
-            m = np.zeros(self.n_nodes[lv] * self.sizes[lv], dtype=bool)
-            m[self.key[lv][alive]] = True
-            masks.append(torch.from_numpy(m))
-        return masks
-
-
 def level_heads(model: Any, vocab: SIDVocab) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
     """Per level, the output-layer rows (and bias) of that level's code tokens.
 
@@ -477,6 +447,83 @@ def level_heads(model: Any, vocab: SIDVocab) -> list[tuple[torch.Tensor, torch.T
     return out
 
 
+class LMBeamScorer:
+    """Level logits of a causal LM for :func:`trie_beam_search`.
+
+    All beams of a prompt share one KV cache (tree attention): each level feeds one token per
+    beam, the code it chose at the level before, and a 4-D attention mask lets that token see
+    the prompt, its own ancestors' tokens and itself. So the prompt's keys are never copied per
+    beam and no code is fed twice. At the last level only beams with more than one allowed
+    child are fed (on ML-100K the disambiguation level is almost always a single child).
+    """
+
+    def __init__(self, model: Any, prompts: list[list[int]], vocab: SIDVocab, pad: int) -> None:
+        self.vocab = vocab
+        self.dev = next(model.parameters()).device
+        self.decoder = _base(model).get_decoder()
+        self.kw = _cache_kw(self.decoder)
+        self.heads = level_heads(model, vocab)
+        self.n_levels = len(vocab.level_token_ids)
+        ids, mask = left_pad([p + [vocab.start_id] for p in prompts], pad)
+        ids, self.mask = ids.to(self.dev), mask.to(self.dev)
+        out = self.decoder(input_ids=ids, attention_mask=self.mask,
+                           position_ids=positions(self.mask), use_cache=True)
+        self.cache, self.hidden = _out_cache(out), out.last_hidden_state[:, -1:]  # [B, 1, H]
+        self.last_pos = positions(self.mask)[:, -1]
+        self.prompt_len = ids.shape[1]
+        b = len(prompts)
+        self.chosen = torch.zeros(b, 1, dtype=torch.long)  # token each beam chose last level
+        self.ancestors = torch.zeros(b, 1, 0, dtype=torch.long, device=self.dev)  # code columns
+
+    def logits(self, lv: int, allowed: torch.Tensor) -> torch.Tensor:
+        if lv > 0:
+            self._feed(lv, allowed)
+        weight, bias = self.heads[lv]
+        return (self.hidden @ weight.T + (0 if bias is None else bias)).float().cpu()
+
+    def _feed(self, lv: int, allowed: torch.Tensor) -> None:
+        """Feed each beam's previous code; at the last level only beams with a choice."""
+        dev, cache = self.dev, self.cache
+        b, beams = allowed.shape[:2]
+        dtype = self.hidden.dtype
+        need = torch.ones((b, beams), dtype=torch.bool)
+        if lv == self.n_levels - 1:
+            need = allowed.sum(-1) > 1
+        order = torch.argsort((~need).to(torch.int8), dim=1, stable=True)
+        n_q = int(need.sum(1).max())
+        hidden = torch.zeros(b, beams, self.hidden.shape[-1], dtype=dtype, device=dev)
+        if n_q:
+            sel = order[:, :n_q]  # [B, Q] beams fed, needed ones first
+            real = torch.gather(need, 1, sel)
+            kv_len = cache.get_seq_length() + n_q
+            own = cache.get_seq_length() + torch.arange(n_q, device=dev)
+            seen = torch.zeros(b, n_q, kv_len, dtype=torch.bool, device=dev)
+            seen[:, :, :self.prompt_len] = self.mask[:, None, :].bool()
+            anc = torch.gather(self.ancestors, 1, sel.to(dev)[..., None].expand(
+                -1, -1, self.ancestors.shape[2]))
+            seen.scatter_(2, anc, True)
+            seen[:, torch.arange(n_q, device=dev), own] = True
+            attn = torch.zeros(seen.shape, dtype=dtype, device=dev).masked_fill(
+                ~seen, torch.finfo(dtype).min)[:, None]
+            res = self.decoder(input_ids=torch.gather(self.chosen, 1, sel).to(dev),
+                               attention_mask=attn, position_ids=(self.last_pos + lv)[:, None]
+                               .expand(-1, n_q), use_cache=True, **{self.kw: cache})
+            self.cache = _out_cache(res)
+            rows, sel = real.nonzero().to(dev), sel.to(dev)
+            hidden[rows[:, 0], sel[rows[:, 0], rows[:, 1]]] = \
+                res.last_hidden_state[rows[:, 0], rows[:, 1]]
+            if lv < self.n_levels - 1:  # every beam was fed: remember where its code lies
+                col = torch.empty((b, beams), dtype=torch.long, device=dev)
+                col.scatter_(1, sel, own[None].expand(b, -1))
+                self.ancestors = torch.cat([self.ancestors, col[..., None]], dim=2)
+        self.hidden = hidden
+
+    def select(self, lv: int, parent: torch.Tensor, code: torch.Tensor) -> None:
+        self.chosen = self.vocab.level_token_ids[lv][code]
+        self.ancestors = torch.gather(self.ancestors, 1, parent.to(self.dev)[..., None].expand(
+            -1, -1, self.ancestors.shape[2]))
+
+
 @torch.no_grad()
 def constrained_beam_search(model: Any, prompts: list[list[int]], excluded: list[np.ndarray],
                             trie: SIDTrie, vocab: SIDVocab, *, width: int, k: int, pad: int
@@ -485,94 +532,8 @@ def constrained_beam_search(model: Any, prompts: list[list[int]], excluded: list
 
     Each prompt is followed by ``<|sid_start|>``; the decoder then picks one code per level
     among the continuations that still lead to an item not in ``excluded`` (the user's
-    history). Deterministic: no sampling; ties go to the lower code.
-    Returns (items [B, k], log-probabilities [B, k]).
-
-    All beams of a prompt share one KV cache (tree attention): each level feeds one token per
-    beam, the code it chose at the level before, and a 4-D attention mask lets that token see
-    the prompt, its own ancestors' tokens and itself. So the prompt's keys are never copied per
-    beam and no code is fed twice. At the last level only beams with more than one allowed
-    child are fed (on ML-100K the disambiguation level is almost always a single child).
+    history): :func:`benchmark.models.sid_decoding.trie_beam_search` with an
+    :class:`LMBeamScorer`. Returns (items [B, k], log-probabilities [B, k]).
     """
-    dev = next(model.parameters()).device
-    n_items, b, width = len(trie.codes), len(prompts), max(width, k)
-    decoder = _base(model).get_decoder()
-    kw = _cache_kw(decoder)
-    heads = level_heads(model, vocab)
-    ids, mask = left_pad([p + [vocab.start_id] for p in prompts], pad)
-    ids, mask = ids.to(dev), mask.to(dev)
-    out = decoder(input_ids=ids, attention_mask=mask, position_ids=positions(mask),
-                  use_cache=True)
-    cache, hidden = _out_cache(out), out.last_hidden_state[:, -1:]  # [B, 1, H]
-    last_pos = positions(mask)[:, -1]
-    dtype = hidden.dtype
-    prompt_len = ids.shape[1]
-    masks = []
-    for row in range(b):
-        alive = np.ones(n_items, dtype=bool)
-        alive[np.asarray(excluded[row], dtype=np.int64)] = False
-        masks.append(trie.allowed(alive))
-    node = torch.zeros(b, 1, dtype=torch.long)
-    score = torch.zeros(b, 1)
-    chosen = torch.zeros(b, 1, dtype=torch.long)  # token id each beam chose at the last level
-    ancestors = torch.zeros(b, 1, 0, dtype=torch.long, device=dev)  # cache columns of its codes
-    n_levels = len(trie.sizes)
-    for lv, size in enumerate(trie.sizes):
-        flat = torch.stack([m[lv] for m in masks])  # [B, n_nodes * size]
-        keys = node.clamp(min=0)[..., None] * size + torch.arange(size)
-        allowed = torch.gather(flat, 1, keys.reshape(b, -1)).reshape(keys.shape)
-        allowed &= torch.isfinite(score)[..., None] & (node >= 0)[..., None]
-        if lv > 0:
-            # Feed each beam's previous code; at the last level only beams with a choice.
-            need = torch.ones(score.shape, dtype=torch.bool)
-            if lv == n_levels - 1:
-                need = allowed.sum(-1) > 1
-            order = torch.argsort((~need).to(torch.int8), dim=1, stable=True)
-            n_q = int(need.sum(1).max())
-            hidden = torch.zeros(b, score.shape[1], hidden.shape[-1], dtype=dtype, device=dev)
-            if n_q:
-                sel = order[:, :n_q]  # [B, Q] beams fed, needed ones first
-                real = torch.gather(need, 1, sel)
-                kv_len = cache.get_seq_length() + n_q
-                own = cache.get_seq_length() + torch.arange(n_q, device=dev)
-                seen = torch.zeros(b, n_q, kv_len, dtype=torch.bool, device=dev)
-                seen[:, :, :prompt_len] = mask[:, None, :].bool()
-                anc = torch.gather(ancestors, 1, sel.to(dev)[..., None].expand(
-                    -1, -1, ancestors.shape[2]))
-                seen.scatter_(2, anc, True)
-                seen[:, torch.arange(n_q, device=dev), own] = True
-                attn = torch.zeros(seen.shape, dtype=dtype, device=dev).masked_fill(
-                    ~seen, torch.finfo(dtype).min)[:, None]
-                res = decoder(input_ids=torch.gather(chosen, 1, sel).to(dev),
-                              attention_mask=attn, position_ids=(last_pos + lv)[:, None].expand(
-                                  -1, n_q), use_cache=True, **{kw: cache})
-                cache = _out_cache(res)
-                rows, sel = real.nonzero().to(dev), sel.to(dev)
-                hidden[rows[:, 0], sel[rows[:, 0], rows[:, 1]]] = \
-                    res.last_hidden_state[rows[:, 0], rows[:, 1]]
-                if lv < n_levels - 1:  # every beam was fed: remember where its code lies
-                    col = torch.empty(score.shape, dtype=torch.long, device=dev)
-                    col.scatter_(1, sel, own[None].expand(b, -1))
-                    ancestors = torch.cat([ancestors, col[..., None]], dim=2)
-        weight, bias = heads[lv]
-        logits = (hidden @ weight.T + (0 if bias is None else bias)).float().cpu()
-        logits = logits.expand(b, score.shape[1], size).masked_fill(~allowed, -torch.inf)
-        logp = torch.log_softmax(logits, dim=-1)
-        logp = torch.where(allowed, logp, torch.full_like(logp, -torch.inf))
-        cand = (score[..., None] + logp).reshape(b, -1)
-        top = cand.topk(min(width, cand.shape[1]), dim=1)
-        parent, code = top.indices // size, top.indices % size
-        parent_node = torch.gather(node, 1, parent)
-        child = torch.from_numpy(trie.child[lv])[(parent_node.clamp(min=0) * size + code)]
-        score = top.values
-        node = torch.where(torch.isfinite(score), child, torch.full_like(child, -1))
-        chosen = vocab.level_token_ids[lv][code]
-        ancestors = torch.gather(ancestors, 1, parent.to(dev)[..., None].expand(
-            -1, -1, ancestors.shape[2]))
-    items = node[:, :k].numpy().copy()
-    scores = score[:, :k].numpy().copy()
-    items[~np.isfinite(scores)] = -1
-    if items.shape[1] < k:
-        items = np.pad(items, ((0, 0), (0, k - items.shape[1])), constant_values=-1)
-        scores = np.pad(scores, ((0, 0), (0, k - scores.shape[1])), constant_values=-np.inf)
-    return items, scores
+    scorer = LMBeamScorer(model, prompts, vocab, pad)
+    return trie_beam_search(scorer, trie, excluded, width=width, k=k)
