@@ -35,6 +35,11 @@ every item, with that probability per step, as if only a random prefix of its ID
 the shared rows must carry a score on their own. Both knobs trade warm accuracy for cold
 accuracy, and validation cannot arbitrate: cold targets are excluded from validation by the
 protocol. The defaults and the measured trade-off are in configs/methods/sasrec_sid.yaml.
+
+``semantic_ids.source: published:<variant>`` (e.g. ``--set
+sasrec_sid.semantic_ids.source=published:rqvae_native``) trains on a published index instead of
+our own codes: its levels as they are, without a disambiguation column, so items sharing a full
+ID share every row and get one score (they tie in the ranking).
 """
 
 from __future__ import annotations
@@ -61,15 +66,17 @@ from benchmark.models.semantic_ids import (
 VERSION = 2  # 2: the quantiser's seed follows the run's seed (was 0 for every seed)
 
 
-def composition_index(codes: np.ndarray, composition: str) -> np.ndarray:
-    """[n_items, n_levels] row index of each item in each level's embedding table."""
+def composition_index(codes: np.ndarray, composition: str,
+                      disambiguated: bool = True) -> np.ndarray:
+    """[n_items, n_levels] row index of each item in each level's embedding table;
+    ``disambiguated``: the last column is the disambiguation level (our own codes)."""
     n, levels = codes.shape
     columns = []
     for level in range(levels):
         if composition == "prefix":
             _, inverse = np.unique(codes[:, : level + 1], axis=0, return_inverse=True)
             columns.append(inverse.reshape(-1))
-        elif level < levels - 1:  # "level": the code alone
+        elif level < levels - 1 or not disambiguated:  # "level": the code alone
             columns.append(codes[:, level])
         else:  # the disambiguation level as a per-item row (see the module docstring)
             columns.append(np.arange(n))
@@ -81,9 +88,9 @@ class SemanticIDEmbedder(nn.Module):
 
     def __init__(self, codes: np.ndarray, hidden: int, *, seen: np.ndarray | None = None,
                  composition: str = "prefix", prefix_dropout: float = 0.0,
-                 impute_unseen: bool = False) -> None:
+                 impute_unseen: bool = False, disambiguated: bool = True) -> None:
         super().__init__()
-        index = composition_index(codes, composition)
+        index = composition_index(codes, composition, disambiguated)
         sizes = index.max(axis=0) + 1
         self.tables = nn.ModuleList(nn.Embedding(int(s), hidden) for s in sizes)
         for table in self.tables:  # the sum of L rows has the scale of an IDEmbedder row
@@ -180,7 +187,8 @@ class SASRecSID(SASRecAdapter):
         sid_config = semantic_id_config(self.config.semantic_ids, ctx.seed)
         self.sids: SemanticIDs = build_semantic_ids(train.catalog, sid_config, cache=ctx.cache,
                                                     device=ctx.device,
-                                                    show_progress=ctx.show_progress)
+                                                    show_progress=ctx.show_progress,
+                                                    protocol=ctx.protocol)
         # Items that share a full ID (a published index's collisions) share every row, so
         # they score alike; the evaluator ties them explicitly (one rule for every SID method).
         self.tie_groups = self.sids.tie_groups()
@@ -191,7 +199,8 @@ class SASRecSID(SASRecAdapter):
         self.embedder = SemanticIDEmbedder(self.sids.codes, cfg.hidden, seen=seen,
                                            composition=cfg.composition,
                                            prefix_dropout=cfg.prefix_dropout,
-                                           impute_unseen=cfg.unseen_rows == "mean")
+                                           impute_unseen=cfg.unseen_rows == "mean",
+                                           disambiguated=self.sids.disambiguated)
         return self.embedder
 
     def checkpoint_extra(self) -> dict:

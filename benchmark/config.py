@@ -109,13 +109,21 @@ def build_config(cls: type, layers: list[tuple[str, dict[str, Any]]]) -> Any:
     """Instantiate dataclass ``cls`` from its defaults overlaid by each (source, mapping) layer.
 
     Unknown keys, wrong types and values the class's ``__post_init__`` refuses are errors that
-    name the key and the layer(s) that set it.
+    name the key and the layer(s) that set it. A dotted key ``block.key`` (``--set
+    sasrec_sid.semantic_ids.source=...``) sets one key inside a mapping field such as
+    ``semantic_ids``, over what earlier layers gave it; a plain ``block`` replaces the mapping.
     """
     hints = typing.get_type_hints(cls)
     fields = {f.name for f in dataclasses.fields(cls)}
     values: dict[str, Any] = {}
     for source, mapping in layers:
         for key, value in mapping.items():
+            block, dot, inner = key.partition(".")
+            if key not in fields and dot and block in fields and _is_mapping(hints[block]):
+                earlier = values[block] if block in values else _default(cls, block)
+                earlier = {} if earlier is dataclasses.MISSING else earlier
+                values[block] = {**earlier, inner: value}
+                continue
             if key not in fields:
                 known = ", ".join(sorted(fields)) or "(none)"
                 raise BenchmarkError(f"{source}: unknown config key {key!r}; known keys: {known}")
@@ -127,6 +135,16 @@ def build_config(cls: type, layers: list[tuple[str, dict[str, Any]]]) -> Any:
         return cls(**values)
     except ValueError as exc:
         raise _invalid_value(cls, layers, values, exc) from None
+
+
+def _is_mapping(tp: Any) -> bool:
+    return tp is dict or get_origin(tp) is dict
+
+
+def _default(cls: type, name: str) -> Any:
+    """The dataclass default of field ``name`` (``dataclasses.MISSING`` when it has none)."""
+    f = next(f for f in dataclasses.fields(cls) if f.name == name)
+    return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
 
 
 def _invalid_value(cls: type, layers: list[tuple[str, dict[str, Any]]], values: dict[str, Any],
@@ -145,15 +163,12 @@ def _invalid_value(cls: type, layers: list[tuple[str, dict[str, Any]]], values: 
     named = [key] + [f for f in fields if f != key and re.search(rf"\b{f}\b", unquoted)]
     sources: list[str] = []
     for name in named:
-        source = next((s for s, m in reversed(layers) if name in m), None)
+        source = next((s for s, m in reversed(layers)
+                       if name in m or any(k.startswith(f"{name}.") for k in m)), None)
         if source is not None and source not in sources:
             sources.append(source)
     sources = sources or [f"{cls.__qualname__} defaults"]
-    if key in values:
-        value = values[key]
-    else:
-        f = fields[key]
-        value = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+    value = values[key] if key in values else _default(cls, key)
     return BenchmarkError(f"{' and '.join(sources)}: config key {key!r}={value!r}: {problem}")
 
 

@@ -93,6 +93,10 @@ class ItemCatalog:
     # Fields that make up the item's one-line text (None: every attribute); the other
     # attributes stay available to methods that read them (e.g. a long description).
     text_fields: tuple[str, ...] | None = None
+    # The folder the dataset was read from, where files shipped beside it are found (published
+    # semantic-ID indexes); None for a catalogue made in memory. Not in the fingerprint: where
+    # the files lie changes no item text.
+    source_dir: Path | None = None
 
     def __len__(self) -> int:
         return len(self.item_ids)
@@ -234,6 +238,7 @@ def preprocess(
         item_ids=[str(i) for i in item_ids],
         attributes=[item_text.get(str(i), {}) for i in item_ids],
         labels=[labels.get(str(i), ()) for i in item_ids],
+        source_dir=Path(source).parent,
     )
     stats.update(
         n_users=len(user_ids),
@@ -716,6 +721,24 @@ def _read_sha256sums(path: Path) -> dict[str, str]:
                             f"{len(parts)} fields")
         sums[parts[1].removeprefix("*")] = parts[0]
     return sums
+
+
+def verified_bytes(path: Path, sums: Path) -> bytes:
+    """The bytes of ``path``, checked against its digest in ``sums`` (a ``SHA256SUMS`` file naming
+    files relative to its own folder): a DataError when the file is missing, not listed or
+    changed, so a shipped input is never used unverified."""
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    name = path.relative_to(sums.parent).as_posix()
+    expected = _read_sha256sums(sums).get(name)
+    if expected is None:
+        raise DataError(f"{path}: not listed in {sums}, so it cannot be verified; add its "
+                        f"`sha256sum` line (`<sha256>  {name}`)")
+    raw = path.read_bytes()
+    if hashlib.sha256(raw).hexdigest() != expected:
+        raise DataError(f"{path}: sha256 is not {expected} (listed in {sums}); the shipped copy "
+                        "was changed or damaged: restore it from git")
+    return raw
 
 
 def load_lcrec(inter: Path | str, name: str, prep: Preprocessing, *,

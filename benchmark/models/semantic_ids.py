@@ -15,11 +15,27 @@ collisions, codebook use, and semantic coherence of the first level against ``ca
 
 The artefact depends on item text only, so it is cached by (catalogue fingerprint, config,
 VERSION) and shared by both protocols and by every method that uses the same settings.
+
+``source`` chooses where the IDs come from. ``ours`` (the default) builds them as above.
+``published:<variant>`` reads a published index shipped beside the dataset
+(``<dataset folder>/indexes/<variant>/<Name>.index.json``, verified against the folder's
+``SHA256SUMS``; :mod:`benchmark.models.published_ids`, the variants and their provenance in the
+dataset's PROVENANCE.md, e.g. ``data/amazon-scientific``). Published codes are used as they
+are: no disambiguation column is appended, so items that share a full ID collide; they are one
+candidate to a model and tie in the ranking (:meth:`SemanticIDs.tie_groups`). They are fixed
+inputs: the run's seed and the quantiser settings do not change them. Reading one is cheap, so
+it is not cached. The variants built from interactions of an unknown split
+(``published_ids.PUBLISHED_WITH_INTERACTIONS``) say ``uses_interactions: true`` in the
+diagnostics and are refused under the ``cold_item`` protocol (their codes may encode the cold
+items' interactions). Every source's diagnostics give the same collision summary (items with a
+unique full ID, distinct prefixes per level, collision rate, largest collision group); for
+``ours`` it describes the codes before the disambiguation column.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
@@ -37,6 +53,12 @@ from benchmark.config import (
     require_positive,
     require_range,
 )
+from benchmark.errors import BenchmarkError
+from benchmark.models.published_ids import (
+    CODEBOOK_SIZE,
+    PUBLISHED_WITH_INTERACTIONS,
+    read_published_index,
+)
 from benchmark.models.text_encoder import PACKAGED_MINILM, encode_items
 from benchmark.models.text_encoder import VERSION as TEXT_ENCODER_VERSION
 
@@ -45,6 +67,7 @@ if TYPE_CHECKING:
     from benchmark.data import ItemCatalog
 
 VERSION = 2  # 2: SemanticIDs moved to benchmark.models (version-1 pickles name the old module)
+_SOURCE = re.compile(r"ours|published:[A-Za-z0-9_][A-Za-z0-9_.-]*")
 
 
 @dataclass
@@ -74,6 +97,9 @@ class SemanticIDConfig:
     rotation_trick: bool = True
     text_model: str = PACKAGED_MINILM
     seed: int = 0  # adapters set the run's seed (semantic_id_config) unless YAML or --set does
+    # "ours" (built here) or "published:<variant>" (read from the dataset's indexes/ folder; the
+    # settings above and the seed then change nothing). See the module docstring.
+    source: str = "ours"
 
     def __post_init__(self) -> None:
         for key in ("levels", "codebook_size", "latent_dim", "epochs", "batch_size",
@@ -84,15 +110,26 @@ class SemanticIDConfig:
         require_range("commitment_weight", self.commitment_weight, 0)
         require_range("dead_code_threshold", self.dead_code_threshold, 0)
         require_at_least("seed", self.seed, 0)
+        if not isinstance(self.source, str) or not _SOURCE.fullmatch(self.source):
+            raise ValueError("source: must be 'ours' or 'published:<variant>' (e.g. "
+                             "published:rqvae_native)")
+
+    @property
+    def published_variant(self) -> str | None:
+        """The variant of a ``published:<variant>`` source; None for ``ours``."""
+        return None if self.source == "ours" else self.source.removeprefix("published:")
 
 
 @dataclass
 class SemanticIDs:
-    """``codes[i]`` is item ``i``'s ID; the last column is the disambiguation level."""
+    """``codes[i]`` is item ``i``'s ID; when ``disambiguated`` (source ``ours``) the last column
+    is the disambiguation level and rows are unique, otherwise (a published index) the codes
+    are the published levels and items may share a row."""
 
-    codes: np.ndarray  # int64 [n_items, levels + 1], rows unique
+    codes: np.ndarray  # int64 [n_items, levels + 1] (ours) or [n_items, levels] (published)
     level_sizes: list[int]  # vocabulary size of each column (disambiguation included)
     diagnostics: dict[str, Any]
+    disambiguated: bool = True
 
     @property
     def n_levels(self) -> int:
@@ -113,17 +150,26 @@ def semantic_id_config(overrides: dict[str, Any], run_seed: int) -> SemanticIDCo
     The quantiser's seed follows the run's seed, so each seed of SASRec-SID or the SID-LLM
     rebuilds its codes and the codes' own randomness is part of the seed spread (DESIGN.md,
     Evaluation). Seed 0 keeps the codes every earlier seed-0 run used. A ``semantic_ids.seed``
-    set in YAML or on the command line pins one build for every run seed.
+    set in YAML or on the command line pins one build for every run seed. A published source
+    ignores the seed: its codes are fixed inputs.
     """
     return build_config(SemanticIDConfig, [("run seed", {"seed": run_seed}),
                                            ("semantic_ids", overrides)])
 
 
 def build_semantic_ids(catalog: ItemCatalog, config: SemanticIDConfig, *, cache: Cache,
-                       device: str = "cpu", show_progress: bool = True) -> SemanticIDs:
-    """Semantic IDs of every catalogue item (cached; depends on item text and config only)."""
-    # The device is part of the key: a GPU build gives different (equally valid) codes.
-    key = {"catalog": catalog.fingerprint(), "config": dataclasses.asdict(config),
+                       device: str = "cpu", show_progress: bool = True,
+                       protocol: str | None = None) -> SemanticIDs:
+    """Semantic IDs of every catalogue item: built (cached; depends on item text and config
+    only) or, for a published source, read (``protocol``: the run's, checked by
+    :func:`published_semantic_ids`)."""
+    if config.published_variant is not None:
+        return published_semantic_ids(catalog, config.published_variant, protocol=protocol)
+    # The device is part of the key: a GPU build gives different (equally valid) codes. The
+    # source is always "ours" here and stays out of the key, so keys made before the setting
+    # existed still match.
+    settings = {k: v for k, v in dataclasses.asdict(config).items() if k != "source"}
+    key = {"catalog": catalog.fingerprint(), "config": settings,
            "version": VERSION, "text_encoder_version": TEXT_ENCODER_VERSION,
            "device": torch.device(device).type}
 
@@ -150,7 +196,7 @@ def semantic_ids_from_embeddings(embeddings: np.ndarray, config: SemanticIDConfi
     else:  # build_config already rejects other values; this guards direct construction
         raise ValueError(f"semantic_ids.method must be 'rqvae' or 'rkmeans', not {config.method!r}")
     codes = add_disambiguation(raw)
-    diag.update(collision_diagnostics(raw, config.codebook_size))
+    diag = {"source": "ours", **diag, **collision_diagnostics(raw, config.codebook_size)}
     if labels is not None:
         diag["semantic_coherence_by_prefix"] = [
             semantic_coherence(raw[:, : depth + 1], labels, seed=config.seed)
@@ -160,6 +206,31 @@ def semantic_ids_from_embeddings(embeddings: np.ndarray, config: SemanticIDConfi
     diag["build_seconds"] = round(time.perf_counter() - start, 2)
     sizes = [config.codebook_size] * raw.shape[1] + [int(codes[:, -1].max()) + 1]
     return SemanticIDs(codes=codes, level_sizes=sizes, diagnostics=diag)
+
+
+def published_semantic_ids(catalog: ItemCatalog, variant: str, *,
+                           protocol: str | None = None) -> SemanticIDs:
+    """A published index's codes as they are (no disambiguation column: items sharing an ID
+    collide and tie), read and verified on every call (cheap, so not cached). An index built
+    from interactions is refused under the ``cold_item`` protocol."""
+    uses_interactions = variant in PUBLISHED_WITH_INTERACTIONS
+    if uses_interactions and protocol == "cold_item":
+        raise BenchmarkError(
+            f"semantic_ids.source: published:{variant} was built from interactions of an "
+            "unknown split, which may include the cold items' own interactions; it is not run "
+            "under the cold_item protocol (use loo, or an index built from item text only)")
+    codes, facts = read_published_index(catalog, variant)
+    diag: dict[str, Any] = {"source": f"published:{variant}",
+                            "uses_interactions": uses_interactions, **facts,
+                            **collision_diagnostics(codes, CODEBOOK_SIZE)}
+    # seed 0 for the sampled estimate: the codes are fixed, so is their diagnostic
+    diag["semantic_coherence_by_prefix"] = [
+        semantic_coherence(codes[:, : depth + 1], catalog.labels, seed=0)
+        for depth in range(codes.shape[1])
+    ]
+    diag["semantic_coherence"] = diag["semantic_coherence_by_prefix"][0]
+    return SemanticIDs(codes=codes, level_sizes=[CODEBOOK_SIZE] * codes.shape[1],
+                       diagnostics=diag, disambiguated=False)
 
 
 # --------------------------------------------------------------------------- quantisers
@@ -300,6 +371,7 @@ def collision_diagnostics(codes: np.ndarray, codebook_size: int) -> dict[str, An
     """Collisions before disambiguation and codebook use per level."""
     _, inverse, counts = np.unique(codes, axis=0, return_inverse=True, return_counts=True)
     group_size = counts[inverse.reshape(-1)]
+    alone = int((group_size == 1).sum())
     utilisation, perplexity = [], []
     for level in range(codes.shape[1]):
         freq = np.bincount(codes[:, level], minlength=codebook_size) / len(codes)
@@ -309,6 +381,12 @@ def collision_diagnostics(codes: np.ndarray, codebook_size: int) -> dict[str, An
     return {
         "n_items": int(len(codes)),
         "unique_ids_before_disambiguation": round(float(len(counts) / len(codes)), 4),
+        "distinct_ids": int(len(counts)),  # different full IDs (a collision group counts once)
+        "items_with_unique_id": alone,  # items whose full ID no other item has
+        "items_with_unique_id_share": round(alone / len(codes), 4),
+        # distinct prefixes of the first 1, 2, ..., L codes (the last is distinct_ids)
+        "distinct_prefixes": [int(len(np.unique(codes[:, : depth + 1], axis=0)))
+                              for depth in range(codes.shape[1])],
         # share of items whose code tuple is shared with at least one other item
         "collision_rate": round(float((group_size > 1).mean()), 4),
         "max_collision_group": int(counts.max()),
