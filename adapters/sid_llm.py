@@ -261,7 +261,7 @@ class SIDLLM(AdapterBase):
 
         sid_cfg = semantic_id_config(self.config.semantic_ids, ctx.seed)
         sids = build_semantic_ids(train.catalog, sid_cfg, cache=ctx.cache, device=ctx.device,
-                                  show_progress=ctx.show_progress)
+                                  show_progress=ctx.show_progress, protocol=ctx.protocol)
         self._sid_diagnostics = sids.diagnostics
         return sids.codes, list(sids.level_sizes)
 

@@ -127,7 +127,7 @@ class TIGER(AdapterBase):
         cfg = self.config
         sids = build_semantic_ids(train.catalog, semantic_id_config(cfg.semantic_ids, ctx.seed),
                                   cache=ctx.cache, device=ctx.device,
-                                  show_progress=ctx.show_progress)
+                                  show_progress=ctx.show_progress, protocol=ctx.protocol)
         self.codes, self.sid_diagnostics = sids.codes, sids.diagnostics
         self.trie = SIDTrie(sids.codes, sids.level_sizes)
         self.tie_groups = sids.tie_groups()

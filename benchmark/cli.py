@@ -304,7 +304,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         if not methods:
             raise BenchmarkError(f"--methods names no method, got {args.methods!r}; "
                                  f"known methods: {', '.join(known)}")
-        unknown = [m for m in methods if m not in known]
+        unknown = [m for m in methods if registry.split_variant(m)[0] not in known]
         if unknown:
             raise BenchmarkError(f"unknown method {unknown[0]!r}; known methods: {', '.join(known)}")
     _check_scoped_overrides(method_over, methods)

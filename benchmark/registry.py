@@ -21,8 +21,10 @@ it registers and when :func:`adapter_class` hands it out, so a broken method fai
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import importlib.util
+import re
 import sys
 import traceback
 from collections.abc import Callable
@@ -231,7 +233,27 @@ def resolve_name(name: str, note: bool = True) -> str:
     return new
 
 
+# `<method>@<variant>`: a semantic-ID method on a published index (the tokenizer sweep), e.g.
+# `tiger@rqvae_native` = tiger with `semantic_ids.source: published:rqvae_native`. Not listed by
+# available() (so never part of --all); its results are a method folder of their own.
+VARIANT_SEP = "@"
+_VARIANT_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+
+
+def split_variant(name: str) -> tuple[str, str | None]:
+    """(base method, published SID variant or None) of a method name."""
+    base, sep, variant = name.partition(VARIANT_SEP)
+    return (base, variant) if sep else (name, None)
+
+
 def spec(name: str) -> MethodSpec:
+    base, variant = split_variant(name)
+    if variant is not None:
+        if not _VARIANT_RE.match(variant):
+            raise BenchmarkError(f"method {name!r}: {variant!r} is not a published index name "
+                                 "(letters, digits and _ only)")
+        s = spec(base)
+        return MethodSpec(name, s.target, s.yaml_path)
     specs = available()
     if name not in specs:
         raise BenchmarkError(f"unknown method {name!r}; known methods: {', '.join(specs)}")
@@ -254,6 +276,11 @@ def adapter_class(name: str) -> type:
     except AttributeError:
         raise BenchmarkError(f"method {name!r}: {module_name} has no class {class_name}") from None
     _check_contract(name, cls)
+    base, variant = split_variant(name)
+    if variant is not None and "semantic_ids" not in {f.name for f in
+                                                      dataclasses.fields(cls.Config)}:
+        raise BenchmarkError(f"method {name!r}: {base!r} has no semantic IDs; "
+                             f"`{VARIANT_SEP}<index>` applies to semantic-ID methods only")
     return cls
 
 

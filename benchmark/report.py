@@ -32,6 +32,7 @@ from benchmark.report_sections import (
     _tuning,
 )
 from benchmark.report_tables import _section
+from benchmark.report_tokenizers import split_sweep, tokenizer_section
 from benchmark.result_checks import check_table
 from benchmark.results import load_results, load_tuning
 from benchmark.settings import DEFAULT_RESULTS_DIR, harness_settings
@@ -92,6 +93,7 @@ def write_report(results_dir: Path, output: Path | None = None, lenient: bool = 
                            skipped)
         if kept:
             found[where] = kept
+    sweep = split_sweep(found)  # `<method>@<index>` runs: the tokenizer table only
     for s in skipped:
         print(f"warning: skipped {s.path}: {s.why}", file=sys.stderr)
     first = next((m.results[0] for ms in found.values() for m in ms.values()), None)
@@ -106,6 +108,7 @@ def write_report(results_dir: Path, output: Path | None = None, lenient: bool = 
     for (dataset, protocol), methods in sorted(found.items(), key=lambda kv: (kv[0][0], kv[0][1] != "loo")):
         lines += _section(dataset, protocol, methods, results_dir / "plots", output.parent,
                           settings)
+    lines += tokenizer_section(found, sweep)
     lines += superseded_section(superseded)
     lines += _curves(found, results_dir / "plots", output.parent)
     lines += _compute(found, settings)

@@ -178,7 +178,34 @@ def _compute(found: dict, settings: HarnessSettings) -> list[str]:
             "the cache counts at its original training time. Data loading, splitting and the "
             "report are not included. The last row sums every result file, each seed once: "
             "the compute behind these tables.", "",
-            tabulate(rows, ["method", *datasets], tablefmt="pipe", disable_numparse=True), ""]
+            tabulate(rows, ["method", *datasets], tablefmt="pipe", disable_numparse=True), "",
+            *_ranking_cost(found)]
+
+
+def _ranking_cost(found: dict) -> list[str]:
+    """Milliseconds of test-time inference per test user (``loo``, mean over seeds), with the
+    CPU or GPU and thread count the results record: what ranking costs per request."""
+    rows = []
+    for (dataset, protocol), methods in sorted(found.items()):
+        if protocol != "loo":
+            continue
+        for name, runs in sorted(methods.items()):
+            seconds = runs.mean_of("timing", "inference_seconds")
+            users = len(runs.tables[0]) if runs.tables else 0
+            if seconds is None or not users:
+                continue
+            hw = (runs.results[0].get("environment") or {}).get("hardware") or {}
+            where = f"{hw.get('device', '?')}, {hw.get('cpu_count', '?')} cores"
+            if hw.get("torch_threads"):
+                where += f", {hw['torch_threads']} threads"
+            rows.append([name, dataset, f"{1000 * seconds / users:.2f}",
+                         f"{runs.list_length or 'all items'}", where])
+    if not rows:
+        return []
+    return ["Ranking cost: test-time inference (scoring, or beam search for list methods) per "
+            "test user under `loo`, mean over seeds, on the hardware each result records.", "",
+            tabulate(rows, ["method", "dataset", "ms per user", "list length", "hardware"],
+                     tablefmt="pipe", disable_numparse=True), ""]
 
 
 def _minutes(seconds: float | None) -> str:

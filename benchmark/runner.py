@@ -54,7 +54,16 @@ def resolve_config(method: str, profile: str, overrides: dict[str, Any],
     """The method's class and its config: dataclass defaults < YAML < its ``datasets.<dataset>``
     block < its ``profiles.<profile>`` block < --set."""
     cls = registry.adapter_class(method)  # checks the adapter contract (Config included)
-    layers = method_layers(method, registry.method_yaml(method), profile, overrides, dataset)
+    base, variant = registry.split_variant(method)
+    if variant is None:
+        layers = method_layers(method, registry.method_yaml(method), profile, overrides, dataset)
+    else:  # `tiger@rqvae_native`: the base's layers, then the index, then --set for either name
+        scoped = {k: v for k, v in overrides.items() if not k.startswith(f"{method}.")}
+        scoped |= {f"{base}.{k[len(method) + 1:]}": v for k, v in overrides.items()
+                   if k.startswith(f"{method}.")}
+        layers = method_layers(base, registry.method_yaml(base), profile, scoped, dataset)
+        layers.insert(-1, (f"method name {method}",
+                           {"semantic_ids.source": f"published:{variant}"}))
     return cls, build_config(cls.Config, layers)
 
 

@@ -111,3 +111,46 @@ def test_a_p_value_never_prints_on_the_wrong_side_of_alpha():
 
     assert _p(0.04995) == "0.04995"  # 3 digits would print "0.05" beside "significant"
     assert _p(0.05004) == "0.05" and _p(0.0599) == "0.0599" and _p(1e-17) == "1e-17"
+
+
+def test_tokenizer_table_takes_sweep_runs_out_of_the_leaderboards():
+    import pandas as pd
+
+    from benchmark.report_tokenizers import split_sweep, tokenizer_section
+
+    def runs(name, ranks, share, interactions=False, cold=None):
+        table = pd.DataFrame({"user_id": list("abcd"), "target_item_id": list("ijkl"),
+                              "rank": ranks})
+        if cold is not None:
+            table["cold_item"] = cold
+        sid = {"items_with_unique_id_share": share, "distinct_prefixes": [3, 7],
+               "uses_interactions": interactions}
+        return MethodRuns(name, results=[{"list_length": None,
+                                          "diagnostics": {"semantic_ids": sid}}],
+                          tables=[table])
+
+    cold = [True, True, False, False]
+    found = {
+        ("amz", "loo"): {"sasrec_id": runs("sasrec_id", [1, 2, 3, 4], None),
+                         "tiger": runs("tiger", [1, 1, 50, 50], 0.6),
+                         "tiger@rqvae_native": runs("tiger@rqvae_native", [3, 3, 3, 3], 0.8),
+                         "tiger@letter_native": runs("tiger@letter_native", [1, 1, 1, 1], 0.99,
+                                                     interactions=True)},
+        ("amz", "cold_item"): {"tiger": runs("tiger", [1, 50, 1, 1], 0.6, cold=cold),
+                               "tiger@rqvae_native": runs("tiger@rqvae_native", [50, 50, 1, 1],
+                                                          0.8, cold=cold)},
+    }
+    sweep = split_sweep(found)
+    assert set(found[("amz", "loo")]) == {"sasrec_id", "tiger"}  # no leaderboard row
+    assert set(sweep[("amz", "loo")]) == {"tiger@rqvae_native", "tiger@letter_native"}
+    text = "\n".join(tokenizer_section(found, sweep))
+    # ours: loo NDCG@10 = (1 + 1 + 0 + 0) / 4 = 0.5; cold slice (users a, b) = (1 + 0) / 2
+    rows = {cells[0]: cells[1:] for line in text.splitlines() if line.startswith("| ")
+            for cells in [[c.strip() for c in line.strip("|").split("|")]]}
+    # ours: loo NDCG@10 = (1 + 1 + 0 + 0) / 4 = 0.5; cold slice (users a, b) = (1 + 0) / 2
+    assert rows["ours"][:2] == ["100% (60.0% before the disambiguation level)", "3 / 7"]
+    assert rows["ours"][2:4] == ["0.5000", "0.5000"]
+    # rqvae_native: rank 3 everywhere -> 1 / log2(4) = 0.5 on loo; cold users ranked 50 -> 0
+    assert rows["rqvae_native"][:4] == ["80.0%", "3 / 7", "0.5000", "0.0000"]
+    # the index built with interactions gets no cold figure
+    assert rows["letter_native (built with interactions of unknown split)"][2:4] == ["1.0000", "—"]

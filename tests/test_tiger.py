@@ -191,3 +191,20 @@ def test_the_smoke_run_lists_its_configured_length(tiny_atomic, cache_dir, tmp_p
     result = json.loads(next((tmp_path / "res").rglob("seed0.json")).read_text())
     assert result["list_length"] == 30 and "HR@100" not in result["metrics"]["all"]["all"]
     assert result["diagnostics"]["semantic_ids"]["n_items"] == 30
+
+
+def test_a_method_at_an_index_names_the_published_source():
+    from benchmark import registry
+    from benchmark.errors import BenchmarkError
+    from benchmark.runner import resolve_config
+
+    _, config = resolve_config("tiger@rqvae_native", "smoke",
+                               {"tiger@rqvae_native.d_model": 24})
+    assert config.semantic_ids["source"] == "published:rqvae_native"
+    assert config.semantic_ids["codebook_size"] == 8  # the profile's block is kept
+    assert config.d_model == 24
+    assert "tiger@rqvae_native" not in registry.available()  # never part of --all
+    with pytest.raises(BenchmarkError, match="has no semantic IDs"):
+        resolve_config("popularity@rqvae_native", "smoke", {})
+    with pytest.raises(BenchmarkError, match="not a published index name"):
+        resolve_config("tiger@../x", "smoke", {})

@@ -48,9 +48,11 @@ class SIDVocab:
         self.codes = np.asarray(codes, dtype=np.int64)
         self.level_sizes = [int(s) for s in level_sizes]
         self.n_levels = self.codes.shape[1]
-        self._item_of = {tuple(row): i for i, row in enumerate(self.codes.tolist())}
-        if len(self._item_of) != len(self.codes):
-            raise ValueError("semantic IDs must be unique (the last level disambiguates)")
+        # A written ID names its item, or with a published index's collisions the first item
+        # of its tie group (ranking ties the whole group: benchmark.models.sid_decoding).
+        self._item_of: dict[tuple[int, ...], int] = {}
+        for i, row in enumerate(self.codes.tolist()):
+            self._item_of.setdefault(tuple(row), i)
 
     def tokens(self) -> list[str]:
         level = [f"<|sid_{lv}_{c}|>" for lv, size in enumerate(self.level_sizes)
