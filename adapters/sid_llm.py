@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from adapters import sid_llm_diagnostics as diag
+from adapters import sid_llm_explain as explain
 from benchmark.adapter import AdapterBase, RunContext, TrainData, UserBatch
 from benchmark.config import (
     require_at_least,
@@ -91,6 +92,12 @@ class SIDLLM(AdapterBase):
         stage2_lr: float = 5e-4
         stage2_batch: int = 8
         alignment_share: float = 0.2  # share of stage-2 examples that are stage-1 tasks
+        # Share of stage-2 examples that teach explanations: facts of a (history, next item)
+        # pair of the training sequences -> a sentence restating them (adapters/
+        # sid_llm_explain.py). 0: explain() falls back to the count-based reason.
+        explain_share: float = 0.15
+        explain_users: int = 200  # users of the faithfulness measurement (0 = off)
+        explain_max_new: int = 48  # tokens of a generated explanation
         steer_share: float = 0.2  # share of next-item examples with a genre request
         steer_template: str = "Something from the {genre} genre, please."
         validate_every: int = 0  # stage-2 steps between validate() calls; 0 = never
@@ -115,7 +122,7 @@ class SIDLLM(AdapterBase):
                         "steer_beam_width"):
                 require_at_least(key, getattr(self, key), 1)
             for key in ("stage1_steps", "stage2_steps", "validate_every", "validate_cases",
-                        "steer_users",
+                        "steer_users", "explain_users", "explain_max_new",
                         "roundtrip_items", "invalid_sample", "history_titles"):
                 require_at_least(key, getattr(self, key), 0)  # 0 = skip / off
             for key in ("stage1_lr", "stage2_lr"):
@@ -124,8 +131,10 @@ class SIDLLM(AdapterBase):
             require_at_least("steer_label_level", self.steer_label_level, 0, optional=True)
             if "{sid}" not in self.attribute_question:
                 raise ValueError("attribute_question must contain {sid}")
-            for key in ("alignment_share", "steer_share"):
+            for key in ("alignment_share", "steer_share", "explain_share"):
                 require_probability(key, getattr(self, key))
+            if self.alignment_share + self.explain_share > 1:
+                raise ValueError("alignment_share + explain_share must be at most 1")
             unknown = sorted(set(self.diagnostic_protocols) - {"loo", "cold_item"})
             if unknown:
                 raise ValueError(f"diagnostic_protocols: {unknown} are not loo or cold_item")
@@ -213,8 +222,13 @@ class SIDLLM(AdapterBase):
         rng = np.random.default_rng(ctx.seed + 1)
         n_total = cfg.stage2_steps * cfg.stage2_batch
         n_align = int(round(cfg.alignment_share * n_total))
-        examples = self.prompter.next_item_examples(train.sequences, n_total - n_align, rng,
+        n_explain = int(round(cfg.explain_share * n_total))
+        examples = self.prompter.next_item_examples(train.sequences,
+                                                    n_total - n_align - n_explain, rng,
                                                     cfg.steer_share, cfg.steer_template)
+        if n_explain:
+            examples += explain.explanation_examples(self.prompter, train.sequences,
+                                                     n_explain, rng)
         examples += self.prompter.alignment_examples(rng.integers(0, len(self.catalog), n_align),
                                                      rng)
         if cfg.validate_every <= 0:
@@ -339,6 +353,10 @@ class SIDLLM(AdapterBase):
         out["semantic_ids"] = getattr(self, "_sid_diagnostics", {})
         if self.config.steer_users > 0 and self._diagnosed:
             out["steerability"] = diag.steerability(self, self.train.sequences, self.ctx.seed)
+        if self.config.explain_users > 0 and self.config.explain_share > 0 and self._diagnosed:
+            out["explanations"] = explain.measure(self, self.train.sequences,
+                                                  self.config.explain_users,
+                                                  self.config.explain_max_new)
         return out
 
     # ------------------------------------------------------------------ conversation
@@ -351,7 +369,13 @@ class SIDLLM(AdapterBase):
         return [int(i) for i in items if i >= 0]
 
     def explain(self, history: np.ndarray, items: list[int], prompt: str | None) -> str:
-        return diag.explain(self.catalog, history, items, prompt)
+        """The model's reason for the first pick, written from its catalogue facts; the
+        count-based reason when the model was not trained to explain (explain_share 0)."""
+        if self.config.explain_share <= 0 or not items:
+            return diag.explain(self.catalog, history, items, prompt)
+        [(_, text)] = explain.generate(self, [np.asarray(history, dtype=np.int64)],
+                                       [int(items[0])], self.config.explain_max_new)
+        return text
 
     def respond(self, messages: list[dict[str, str]], history: np.ndarray) -> str:
         return diag.respond(self, messages, history)

@@ -147,6 +147,14 @@ MIN_BARE_TITLE = 4
 _YEAR_SUFFIX = re.compile(r"(.*?)\s*\((\d{4})\)")
 
 
+def shorten(title: str, words: int) -> str:
+    """A title's first ``words`` words, cut before an opening parenthesis left unclosed."""
+    short = " ".join(title.split()[:words])
+    if short.count("(") > short.count(")"):
+        short = short[:short.rindex("(")].rstrip() or short
+    return short
+
+
 def _normal(text: str) -> str:
     return " ".join(text.lower().split())
 
@@ -155,7 +163,7 @@ class _TitleIndex:
     """Every way an item may be named (see the note above), for one catalogue: a dict lookup
     per (word start, word end) pair of a message, not a scan of the catalogue per message."""
 
-    def __init__(self, catalog: Any) -> None:
+    def __init__(self, catalog: Any, short_words: int = 0) -> None:
         self.names: dict[str, list[int]] = {}
         for i, attributes in enumerate(catalog.attributes):
             title = _normal(attributes.get("title") or "")  # an item id is not a title
@@ -164,6 +172,9 @@ class _TitleIndex:
             dated = _YEAR_SUFFIX.fullmatch(title)  # a title that carries its "(year)"
             bare, year = dated.groups() if dated else (title, str(attributes.get("year", "")))
             names = {title, bare}
+            short = shorten(bare, short_words) if short_words > 0 else ""
+            if len(short) >= MIN_BARE_TITLE:  # the short name an explanation uses
+                names.add(short)
             if year.strip().isdigit() and bare:
                 names.add(f"{bare} ({year.strip()})")
             if len(bare) < MIN_BARE_TITLE:
@@ -174,6 +185,14 @@ class _TitleIndex:
 
     def find(self, text: str) -> list[int]:
         low = _normal(text)
+        found: list[int] = []
+        for a, b in self.spans(low):
+            found += [i for i in self.names[low[a:b]] if i not in found]
+        return found
+
+    def spans(self, low: str) -> list[tuple[int, int]]:
+        """(start, end) of every name in the normalised text ``low``, outermost only, in
+        order."""
         word = [c.isalnum() or c == "_" for c in low]  # what \w matches
         ends = [j for j in range(1, len(low) + 1) if j == len(low) or not word[j]]
         spans = []
@@ -187,10 +206,7 @@ class _TitleIndex:
                     spans.append((start, end))
         kept = [(a, b) for a, b in spans
                 if not any(c <= a and b <= d and (c, d) != (a, b) for c, d in spans)]
-        found: list[int] = []
-        for a, b in sorted(kept):
-            found += [i for i in self.names[low[a:b]] if i not in found]
-        return found
+        return sorted(kept)
 
 
 _INDEX: list[tuple[Any, _TitleIndex]] = []  # the last catalogue's index (one chat, one catalogue)
@@ -217,7 +233,11 @@ def respond(adapter: Any, messages: list[dict[str, str]], history: np.ndarray, k
         previous = [m["content"] for m in messages[:-1] if m["role"] == "assistant"]
         items = [i for i in vocab.parse(previous[-1]) if i is not None] if previous else []
         if items:
-            return "Because " + explain(catalog, history, items, None)
+            return adapter.explain(history, items, None)
+    if ABOUT.search(last):
+        about = [i for i in vocab.parse(last) if i is not None] or _titles_in(catalog, last)
+        if about:
+            return describe(adapter, about[0])
     named: list[int] = []
     for m in messages:
         if m["role"] == "user":
@@ -229,4 +249,18 @@ def respond(adapter: Any, messages: list[dict[str, str]], history: np.ndarray, k
     items = adapter.recommend_for(context, request, k)
     lines = [f"{r}. {catalog.title(i)}  {vocab.item_text(i)}" for r, i in enumerate(items, 1)]
     return "\n".join(["Here is what I would pick:", *lines,
-                      "Why: " + explain(catalog, context, items, request)])
+                      "Why: " + adapter.explain(context, items, request)])
+
+
+ABOUT = re.compile(r"\b(tell me about|what is|describe)\b", re.IGNORECASE)
+
+
+def describe(adapter: Any, item: int) -> str:
+    """What the model says an item is, from its ID alone (the stage-1 SID -> title and
+    SID -> attributes tasks, greedy), beside the ID it was given."""
+    prompter = adapter.prompter
+    tasks = [prompter.sid_to_title(item), prompter.sid_to_attributes(item)]
+    outs = greedy(adapter.model, [t.prompt for t in tasks], adapter.config.explain_max_new,
+                  adapter.pad, prompter.eos)
+    title, attributes = (adapter.tok.decode(o, skip_special_tokens=True).strip() for o in outs)
+    return f"{adapter.vocab.item_text(item)} is {title} ({attributes})."

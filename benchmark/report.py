@@ -21,6 +21,7 @@ from benchmark.cache import atomic_write_text
 from benchmark.config import PROFILES
 from benchmark.populations import configured, split_populations, superseded_section
 from benchmark.report_comparison import _choose_reference, _same_users
+from benchmark.report_explanations import explanations_section
 from benchmark.report_findings import _findings
 from benchmark.report_sections import (
     _compute,
@@ -114,6 +115,7 @@ def write_report(results_dir: Path, output: Path | None = None, lenient: bool = 
     lines += _compute(found, settings)
     lines += _tuning(load_tuning(results_dir), found)
     lines += _steerability(found)
+    lines += explanations_section(found)
     lines += _diagnostics(found)
     lines += _run_table(found)
     atomic_write_text(output, "\n".join(lines).rstrip() + "\n")

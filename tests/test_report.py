@@ -154,3 +154,20 @@ def test_tokenizer_table_takes_sweep_runs_out_of_the_leaderboards():
     assert rows["rqvae_native"][:4] == ["80.0%", "3 / 7", "0.5000", "0.0000"]
     # the index built with interactions gets no cold figure
     assert rows["letter_native (built with interactions of unknown split)"][2:4] == ["1.0000", "—"]
+
+
+def test_explanations_section_shows_the_model_beside_the_baseline_with_examples():
+    from benchmark.report_explanations import explanations_section
+
+    rates = {"n": 2, "hallucinated_title_rate": 0.0, "attribute_support": None,
+             "history_reference_rate": 1.0, "claims_per_explanation": 0.0, "mean_words": 9.5}
+    diag = {"explanations": {"users": 2, "model": rates, "count_based": {**rates, "n": 2},
+                             "examples": [{"user": 7, "facts": "Pick: X.",
+                                           "explanation": "I picked X.", "baseline": "counted"}]}}
+    found = {("ml", "loo"): {"sid_llm": MethodRuns("sid_llm", results=[
+        {"seed": 0, "diagnostics": diag}, {"seed": 1, "diagnostics": {}}])}}
+    text = "\n".join(explanations_section(found))
+    assert "## Explanations" in text and "count-based baseline" in text
+    assert "n/a (no claims)" in text and 'sid_llm: "I picked X."' in text
+    assert explanations_section({("ml", "loo"): {"sasrec_id": MethodRuns("sasrec_id", results=[
+        {"seed": 0, "diagnostics": {}}])}}) == []

@@ -191,7 +191,8 @@ def tiny_config(**changes):
     cfg = SIDLLM.Config(backbone="tiny:random", history_items=3, max_len=96, stage1_steps=4,
                         stage1_batch=8, stage1_lr=0.01, stage2_steps=40, stage2_batch=8,
                         stage2_lr=0.01, lora_r=4, lora_alpha=8, steer_users=4, steer_genres=2,
-                        roundtrip_items=4, invalid_sample=4, eval_batch=16)
+                        roundtrip_items=4, invalid_sample=4, eval_batch=16, explain_users=4,
+                        explain_max_new=8)
     for key, value in changes.items():
         setattr(cfg, key, value)
     return cfg
@@ -225,6 +226,11 @@ def test_trained_tiny_model_ranks_the_pattern_item_above_chance(random_sids, tmp
     assert {"stage1", "stage2", "roundtrip_after_stage1", "roundtrip_after_stage2",
             "invalid_id_rate_unconstrained", "steerability"} <= set(diag)
     assert set(diag["steerability"]["genres"]) == {"Action", "Comedy"}
+    # the explanations are the model's, measured beside the count-based baseline
+    explained = diag["explanations"]
+    assert explained["users"] == 4 and explained["model"]["n"] == 4
+    assert explained["count_based"]["n"] == 4 and len(explained["examples"]) == 4
+    assert {"facts", "explanation", "baseline"} <= set(explained["examples"][0])
 
 
 def test_stage1_trains_only_new_rows_and_checkpoints_are_reused(random_sids, tmp_path):
@@ -332,11 +338,20 @@ def test_chat_keeps_the_conversation_and_leaves_on_quit(random_sids, tiny_atomic
     settings = harness_settings("smoke")
     dataset, split = runner.prepare(req, settings)
     adapter, _, _ = runner.fit_adapter(req, settings, dataset, split)
-    inputs = iter(["something like Movie 4", "why?", "quit", "never read"])
+    inputs = iter(["something like Movie 4", "why?", "tell me about Movie 4", "quit",
+                   "never read"])
     lines: list[str] = []
+    asked: list[list[int]] = []
+    model_reason = adapter.explain
+    adapter.explain = lambda h, items, p: asked.append(list(items)) or model_reason(h, items, p)
     conversation.chat(adapter, dataset, split, "3", lambda _: next(inputs), lines.append)
     text = "\n".join(lines)
-    assert "Movie" in text and "Because" in text
+    assert "Movie" in text and "Why:" in text
+    # "why?" goes to the model's explanation of the five picks just listed
+    assert len(asked) == 2 and len(asked[1]) == 5 and asked[0] == asked[1]
+    # "tell me about <title>" answers with the item's ID and what the model writes for it
+    movie4 = dataset.catalog.item_ids.index("4")
+    assert adapter.vocab.item_text(movie4) + " is " in text
     assert next(inputs) == "never read"
 
 
@@ -385,7 +400,8 @@ def test_chat_history_is_unchanged_by_a_message_that_names_no_title():
         return [1]
 
     vocab = SimpleNamespace(parse=lambda text: [], item_text=lambda i: "")
-    adapter = SimpleNamespace(catalog=_film_catalog(), vocab=vocab, recommend_for=recommend_for)
+    adapter = SimpleNamespace(catalog=_film_catalog(), vocab=vocab, recommend_for=recommend_for,
+                              explain=lambda history, items, request: "")
     history = np.array([3, 4], dtype=np.int64)
     respond(adapter, [{"role": "user", "content": "More films for a Monday, please"}], history)
     respond(adapter, [{"role": "user", "content": "Something like M (1931)"}], history)

@@ -239,6 +239,19 @@ class Prompter:
                                              rng)]
         return [ex for i in items for t in self.tasks for ex in self.alignment(int(i), t)]
 
+    @staticmethod
+    def sample_positions(sequences: list[np.ndarray], n: int, rng: np.random.Generator
+                         ) -> list[tuple[int, int]]:
+        """``n`` (user, target position) pairs drawn uniformly over training positions (every
+        item after a user's first)."""
+        lengths = np.array([max(len(s) - 1, 0) for s in sequences], dtype=np.int64)
+        if lengths.sum() == 0 or n <= 0:
+            return []
+        users = np.repeat(np.arange(len(sequences)), lengths)
+        starts = np.concatenate([[0], np.cumsum(lengths)])
+        return [(int(users[p]), int(p - starts[users[p]] + 1))
+                for p in rng.integers(0, len(users), n)]
+
     def next_item_examples(self, sequences: list[np.ndarray], n: int, rng: np.random.Generator,
                            steer_share: float = 0.0, steer_template: str = "{genre}"
                            ) -> list[Example]:
@@ -247,15 +260,8 @@ class Prompter:
         A ``steer_share`` of them carry a request naming one of the target's catalogue labels
         (training data and catalogue only), which teaches the model to follow such requests.
         """
-        lengths = np.array([max(len(s) - 1, 0) for s in sequences], dtype=np.int64)
-        if lengths.sum() == 0 or n <= 0:
-            return []
-        users = np.repeat(np.arange(len(sequences)), lengths)
-        starts = np.concatenate([[0], np.cumsum(lengths)])
         examples = []
-        for p in rng.integers(0, len(users), n):
-            u = users[p]
-            t = p - starts[u] + 1  # target position inside the user's sequence
+        for u, t in self.sample_positions(sequences, n, rng):
             seq, target = sequences[u], int(sequences[u][t])
             request, labels = None, self.steer_labels(target)
             if labels and rng.random() < steer_share:

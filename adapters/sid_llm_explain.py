@@ -1,0 +1,237 @@
+"""Explanations the SID-LLM writes, the facts it writes them from, and how faithful they are.
+
+Faithful by construction and by training:
+
+- **Facts.** For a pick and a history, :func:`facts` collects what the catalogue says: the pick's
+  claimable values (labels, i.e. MovieLens genres or Amazon categories, plus brand and year
+  where the catalogue has them) and the most recent history items that share any of them,
+  with the shared values. The explanation prompt carries these facts and nothing else about
+  the items, so a faithful answer only has to restate them.
+- **Training.** Stage 2 mixes in ``explain_share`` explanation examples: (history, next item)
+  pairs of the training sequences, the prompt built from their facts, the target a sentence
+  :func:`reason` writes from the same facts. The model learns the task from catalogue facts
+  and training sequences only.
+- **Measurement** (:func:`check`, :func:`faithfulness`), automatic and the same for the model and
+  the count-based baseline:
+  - a *title* is named when a catalogue title, or its short form (:func:`short_title`), occurs
+    on word boundaries, case-insensitively, with at least ``MIN_BARE_TITLE`` characters (the
+    chat's rule); an explanation is *hallucinated* when it names a title that is neither in
+    the history nor among the picks;
+  - a *claim* is a catalogue value (label, brand, year; at least 3 characters) found on word
+    boundaries outside every named title; it is *supported* when it belongs to the pick or
+    to a history item the explanation names;
+  - *history reference*: the explanation names at least one history item. An explanation that
+    names nothing scores as no history reference, never as faithful;
+  - length in words.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from adapters.sid_llm_diagnostics import _normal, _TitleIndex, shorten
+
+SHORT_WORDS = 6  # words of a title in the facts and the explanation (Amazon titles run long)
+MIN_CLAIM = 3  # a catalogue value shorter than this is not looked for as a claim
+MAX_LINKS = 2  # history items an explanation's facts name
+
+
+def short_title(catalog: Any, item: int) -> str:
+    """The name an explanation uses: the title's first ``SHORT_WORDS`` words (cut before an
+    opening parenthesis the cut would leave unclosed)."""
+    return shorten(catalog.title(item), SHORT_WORDS)
+
+
+def item_values(catalog: Any, item: int) -> dict[str, tuple[str, ...]]:
+    """Item ``item``'s claimable values by field: its labels, and brand and year if present."""
+    out: dict[str, tuple[str, ...]] = {}
+    if catalog.labels[item]:
+        out["labels"] = tuple(catalog.labels[item])
+    for key in ("brand", "year"):
+        value = str(catalog.attributes[item].get(key) or "").strip()
+        if value:
+            out[key] = (value,)
+    return out
+
+
+def _flat(values: dict[str, tuple[str, ...]]) -> list[str]:
+    return [v for vs in values.values() for v in vs]
+
+
+@dataclass
+class Facts:
+    pick: int
+    values: dict[str, tuple[str, ...]]  # the pick's claimable values
+    links: list[tuple[int, list[str]]] = field(default_factory=list)  # (history item, shared)
+
+
+def facts(catalog: Any, history: np.ndarray, pick: int, max_links: int = MAX_LINKS) -> Facts:
+    """The pick's values and the most recent history items sharing a label or the brand with
+    it (a shared year alone is no reason)."""
+    values = item_values(catalog, pick)
+    mine = [v for k, vs in values.items() if k != "year" for v in vs]
+    links: list[tuple[int, list[str]]] = []
+    for h in reversed([int(i) for i in np.asarray(history)]):
+        if h == pick or any(h == other for other, _ in links):
+            continue
+        theirs = set(_flat(item_values(catalog, h)))
+        shared = [v for v in mine if v in theirs]
+        if shared:
+            links.append((h, shared))
+            if len(links) >= max_links:
+                break
+    return Facts(pick, values, links)
+
+
+FIELD_NAMES = {"labels": "category", "brand": "brand", "year": "year"}
+
+
+def facts_text(catalog: Any, f: Facts) -> str:
+    """The facts as the prompt states them."""
+    values = "; ".join(f"{FIELD_NAMES.get(k, k)}: {', '.join(v)}" for k, v in f.values.items())
+    links = "; ".join(f"{short_title(catalog, h)} (shares {', '.join(s)})" for h, s in f.links)
+    return (f"Pick: {short_title(catalog, f.pick)} ({values or 'no attributes'}). "
+            f"Related history: {links or 'none'}.")
+
+
+def reason(catalog: Any, f: Facts) -> str:
+    """The training target: one sentence that restates the facts."""
+    pick = short_title(catalog, f.pick)
+    if f.links:
+        liked = " and ".join(f"{short_title(catalog, h)} ({', '.join(s)})" for h, s in f.links)
+        return f"I picked {pick} because you liked {liked}."
+    values = ", ".join(_flat(f.values)) or "new to you"
+    return f"I picked {pick} ({values}); nothing in your recent history shares it."
+
+
+def prompt_text(catalog: Any, f: Facts) -> str:
+    return f"{facts_text(catalog, f)}\nWhy this pick? One sentence."
+
+
+# --------------------------------------------------------------------------- measurement
+
+
+class Checker:
+    """Faithfulness checks of explanations against one catalogue (see the module docstring)."""
+
+    def __init__(self, catalog: Any) -> None:
+        self.catalog = catalog
+        self.titles = _TitleIndex(catalog, short_words=SHORT_WORDS)
+        vocab = {_normal(v) for i in range(len(catalog)) for v in _flat(item_values(catalog, i))}
+        vocab = sorted((v for v in vocab if len(v) >= MIN_CLAIM), key=len, reverse=True)
+        self.claims = re.compile(r"(?<!\w)(" + "|".join(map(re.escape, vocab)) + r")(?!\w)"
+                                 ) if vocab else None
+
+    def check(self, text: str, history: np.ndarray, picks: list[int]) -> dict[str, Any]:
+        low = _normal(text)
+        spans = self.titles.spans(low)
+        named: list[int] = []
+        for a, b in spans:
+            named += [i for i in self.titles.names[low[a:b]] if i not in named]
+        hist = {int(i) for i in np.asarray(history)}
+        allowed = hist | {int(p) for p in picks}
+        # an ambiguous name (several items) is fine if any of its items is allowed
+        named_groups = [self.titles.names[low[a:b]] for a, b in spans]
+        hallucinated = any(not (set(g) & allowed) for g in named_groups)
+        named_history = [i for i in named if i in hist]
+        masked = list(low)
+        for a, b in spans:
+            masked[a:b] = " " * (b - a)
+        claims = sorted(set(self.claims.findall("".join(masked)))) if self.claims else []
+        support = set()
+        for i in [*picks, *named_history]:
+            support |= {_normal(v) for v in _flat(item_values(self.catalog, int(i)))}
+        return {"hallucinated_title": hallucinated, "claims": len(claims),
+                "supported_claims": sum(c in support for c in claims),
+                "history_reference": bool(named_history), "words": len(text.split())}
+
+
+def faithfulness(checks: list[dict[str, Any]]) -> dict[str, Any]:
+    """The rates over a list of :meth:`Checker.check` results."""
+    n = len(checks)
+    if not n:
+        return {"n": 0}
+    claims = sum(c["claims"] for c in checks)
+    return {
+        "n": n,
+        "hallucinated_title_rate": round(sum(c["hallucinated_title"] for c in checks) / n, 4),
+        "attribute_support": (round(sum(c["supported_claims"] for c in checks) / claims, 4)
+                              if claims else None),
+        "claims_per_explanation": round(claims / n, 3),
+        "history_reference_rate": round(sum(c["history_reference"] for c in checks) / n, 4),
+        "mean_words": round(sum(c["words"] for c in checks) / n, 2),
+    }
+
+
+# --------------------------------------------------------------------------- the model's side
+
+EXPLAIN_SEED = 20250  # the measured users are fixed: the same for every run of a dataset
+
+
+def explanation_examples(prompter: Any, sequences: list[np.ndarray], n: int,
+                         rng: np.random.Generator) -> list[Any]:
+    """``n`` stage-2 examples: a (history, next item) pair of the training sequences, the
+    prompt from their facts, the :func:`reason` sentence as the answer."""
+    from benchmark.models.sid_lm import Example
+
+    catalog = prompter.catalog
+    out = []
+    for u, t in prompter.sample_positions(sequences, n, rng):
+        history, pick = sequences[u][:t], int(sequences[u][t])
+        f = facts(catalog, history[-prompter.history_items:], pick)
+        out.append(Example(prompter.chat(prompt_text(catalog, f)),
+                           prompter.answer(reason(catalog, f))))
+    return out
+
+
+def generate(adapter: Any, histories: list[np.ndarray], picks: list[int],
+             max_new: int) -> list[tuple[Facts, str]]:
+    """The model's explanation of each pick for its history (greedy, batched)."""
+    from benchmark.models.sid_lm import greedy
+
+    catalog, prompter = adapter.catalog, adapter.prompter
+    out: list[tuple[Facts, str]] = []
+    size = adapter.config.eval_batch
+    for lo in range(0, len(picks), size):
+        fs = [facts(catalog, np.asarray(h)[-prompter.history_items:], int(p))
+              for h, p in zip(histories[lo:lo + size], picks[lo:lo + size], strict=True)]
+        prompts = [prompter.chat(prompt_text(catalog, f)) for f in fs]
+        texts = greedy(adapter.model, prompts, max_new, adapter.pad, prompter.eos)
+        out += [(f, adapter.tok.decode(t, skip_special_tokens=True).strip())
+                for f, t in zip(fs, texts, strict=True)]
+    return out
+
+
+def measure(adapter: Any, sequences: list[np.ndarray], n_users: int, max_new: int,
+            n_examples: int = 5) -> dict[str, Any]:
+    """Faithfulness of the model's explanations and of the count-based baseline, on a fixed
+    sample of ``n_users`` users (their training sequences as histories, the model's top pick
+    as the pick), with ``n_examples`` verbatim examples and the facts each was given."""
+    from adapters.sid_llm_diagnostics import explain as count_based
+
+    users = [u for u, s in enumerate(sequences) if len(s)]
+    if n_users <= 0 or not users:
+        return {"users": 0}
+    rng = np.random.default_rng(EXPLAIN_SEED)
+    chosen = sorted(rng.choice(users, min(n_users, len(users)), replace=False).tolist())
+    histories = [np.asarray(sequences[u], dtype=np.int64) for u in chosen]
+    picks = [int(i) for i in adapter.recommend_ids(histories, None, 1)[:, 0]]
+    keep = [j for j, p in enumerate(picks) if p >= 0]
+    histories, picks = [histories[j] for j in keep], [picks[j] for j in keep]
+    checker = Checker(adapter.catalog)
+    generated = generate(adapter, histories, picks, max_new)
+    model_checks = [checker.check(text, h, [p])
+                    for (_, text), h, p in zip(generated, histories, picks, strict=True)]
+    baseline = [count_based(adapter.catalog, h, [p], None) for h, p in zip(histories, picks,
+                                                                             strict=True)]
+    base_checks = [checker.check(text, h, [p])
+                   for text, h, p in zip(baseline, histories, picks, strict=True)]
+    examples = [{"user": int(chosen[keep[j]]), "facts": facts_text(adapter.catalog, f),
+                 "explanation": text, "baseline": baseline[j]}
+                for j, (f, text) in enumerate(generated[:n_examples])]
+    return {"users": len(picks), "model": faithfulness(model_checks),
+            "count_based": faithfulness(base_checks), "examples": examples}

@@ -1,0 +1,86 @@
+"""The SID-LLM's explanations: the facts, the training target, and the faithfulness checks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from adapters.sid_llm_explain import (
+    Checker,
+    faithfulness,
+    facts,
+    facts_text,
+    reason,
+    short_title,
+)
+from benchmark.data import ItemCatalog
+
+
+def _shop() -> ItemCatalog:
+    items = [
+        ("Stanley Sharpshooter Staples Steel Heavy (1000 Count)", "Stanley",
+         ("Fasteners", "Staples")),
+        ("Stanley Stainless Narrow Crown Staple", "Stanley", ("Fasteners", "Staples")),
+        ("Scotch Foil Tape", "3M", ("Tapes", "Foil Tapes")),
+        ("Gorilla Glue", "Gorilla", ("Adhesives",)),
+        ("Duct Tape Silver", "3M", ("Tapes", "Duct Tapes")),
+        ("Pen", "Bic", ("Office",)),  # a title shorter than MIN_BARE_TITLE is never "named"
+    ]
+    return ItemCatalog([str(i) for i in range(len(items))],
+                       [{"title": t, "brand": b, "categories": ", ".join(c)} for t, b, c in items],
+                       [c for _, _, c in items])
+
+
+def test_facts_link_the_most_recent_history_items_that_share_a_label_or_the_brand():
+    cat = _shop()
+    f = facts(cat, np.array([0, 3, 2]), 4)  # pick: Duct Tape (3M; Tapes)
+    assert f.values == {"labels": ("Tapes", "Duct Tapes"), "brand": ("3M",)}
+    assert f.links == [(2, ["Tapes", "3M"])]  # Gorilla Glue and the staples share nothing
+    assert "Related history: Scotch Foil Tape (shares Tapes, 3M)" in facts_text(cat, f)
+    assert reason(cat, f) == "I picked Duct Tape Silver because you liked Scotch Foil Tape (Tapes, 3M)."
+    lonely = facts(cat, np.array([3]), 5)
+    assert lonely.links == [] and "nothing in your recent history" in reason(cat, lonely)
+
+
+def test_short_titles_never_leave_a_parenthesis_open():
+    assert short_title(_shop(), 0) == "Stanley Sharpshooter Staples Steel Heavy"
+
+
+def test_a_restated_reason_is_faithful_by_every_check():
+    cat = _shop()
+    history, pick = np.array([0, 3, 2]), 4
+    out = Checker(cat).check(reason(cat, facts(cat, history, pick)), history, [pick])
+    # "Tapes" is a supported claim; "3M" is shorter than MIN_CLAIM and not looked for
+    assert out == {"hallucinated_title": False, "claims": 1, "supported_claims": 1,
+                   "history_reference": True, "words": 13}
+
+
+@pytest.mark.parametrize("text, expected", [
+    # names an item that is neither in the history nor a pick
+    ("You will like it as you liked Gorilla Glue.", {"hallucinated_title": True,
+                                                     "history_reference": False}),
+    # names nothing: no history reference, and an unsupported claim (Office is the pen's)
+    ("It is great for the Office.", {"hallucinated_title": False, "claims": 1,
+                                     "supported_claims": 0, "history_reference": False}),
+    # a brand inside a named title is not a claim; the short title counts as naming the item
+    ("Like Stanley Sharpshooter Staples Steel Heavy, it is Tapes.",
+     {"history_reference": True, "claims": 1, "supported_claims": 1}),
+    # "pen" is shorter than MIN_BARE_TITLE: a word, not a title
+    ("A pen would do.", {"hallucinated_title": False, "history_reference": False}),
+])
+def test_the_checks_find_titles_and_claims_on_word_boundaries(text, expected):
+    out = Checker(_shop()).check(text, np.array([0, 1]), [4])
+    assert {k: out[k] for k in expected} == expected
+
+
+def test_faithfulness_rates_and_a_text_without_claims():
+    checks = [{"hallucinated_title": True, "claims": 2, "supported_claims": 1,
+               "history_reference": False, "words": 10},
+              {"hallucinated_title": False, "claims": 0, "supported_claims": 0,
+               "history_reference": True, "words": 20}]
+    rates = faithfulness(checks)
+    assert rates["hallucinated_title_rate"] == 0.5 and rates["attribute_support"] == 0.5
+    assert rates["history_reference_rate"] == 0.5 and rates["mean_words"] == 15
+    no_claims = faithfulness(checks[1:])
+    assert no_claims["attribute_support"] is None  # not "100% supported"
+    assert faithfulness([]) == {"n": 0}
