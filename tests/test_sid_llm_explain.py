@@ -7,9 +7,9 @@ import pytest
 
 from adapters.sid_llm_explain import (
     Checker,
-    faithfulness,
     facts,
     facts_text,
+    faithfulness,
     reason,
     short_title,
 )
