@@ -35,6 +35,7 @@ from benchmark.config import (
     require_probability,
     require_range,
 )
+from benchmark.models.llm import compute_precision
 from benchmark.models.sid_lm import (
     Prompter,
     SIDTrie,
@@ -56,6 +57,10 @@ class SIDLLM(AdapterBase):
     class Config:
         backbone: str = "packaged:smollm2"  # or a HF id / local dir, or "tiny:random"
         dtype: str = "auto"  # float32 on CPU, bf16 on a GPU that supports it
+        # Compute precision (benchmark.models.llm.compute_precision): ranking / generation and
+        # training steps under bfloat16 autocast, or float32.
+        precision: Literal["float32", "bfloat16"] = "float32"
+        train_precision: Literal["float32", "bfloat16"] = "float32"
         semantic_ids: dict = field(default_factory=dict)  # SemanticIDConfig overrides
         history_items: int = 5  # last items of the history in the prompt (paper: 20)
         # Words of each history item's title written before its SID (0: the SID alone, which
@@ -133,6 +138,9 @@ class SIDLLM(AdapterBase):
                 raise ValueError("attribute_question must contain {sid}")
             for key in ("alignment_share", "steer_share", "explain_share"):
                 require_probability(key, getattr(self, key))
+            for key in ("precision", "train_precision"):
+                if getattr(self, key) not in ("float32", "bfloat16"):
+                    raise ValueError(f"{key} must be float32 or bfloat16")
             if self.alignment_share + self.explain_share > 1:
                 raise ValueError("alignment_share + explain_share must be at most 1")
             unknown = sorted(set(self.diagnostic_protocols) - {"loo", "cold_item"})
@@ -211,8 +219,9 @@ class SIDLLM(AdapterBase):
 
     def _train(self, examples: list, ctx: RunContext, *, steps: int, batch_size: int,
                **kwargs: Any) -> dict[str, Any]:
-        stats = train_steps(self.model, examples, steps=steps, batch_size=batch_size,
-                            pad=self.pad, max_len=self.config.max_len, **kwargs)
+        with compute_precision(ctx.device, self.config.train_precision):
+            stats = train_steps(self.model, examples, steps=steps, batch_size=batch_size,
+                                pad=self.pad, max_len=self.config.max_len, **kwargs)
         ctx.count_examples(stats["steps"] * batch_size)
         return stats
 
@@ -245,7 +254,8 @@ class SIDLLM(AdapterBase):
                               desc="sid_llm stage 2")
 
         def chunk(number: int) -> None:
-            ctx.count_examples(trainer.advance(cfg.validate_every) * cfg.stage2_batch)
+            with compute_precision(ctx.device, cfg.train_precision):
+                ctx.count_examples(trainer.advance(cfg.validate_every) * cfg.stage2_batch)
 
         def check() -> float:
             return validate(cfg.validate_cases) if cfg.validate_cases else validate()
@@ -342,9 +352,10 @@ class SIDLLM(AdapterBase):
             hs = histories[lo:lo + self.config.eval_batch]
             prompts = [self.prompter.next_item(h, r)
                        for h, r in zip(hs, requests[lo:lo + self.config.eval_batch])]
-            items, _ = constrained_beam_search(
-                self.model, prompts, hs, self.trie, self.vocab,
-                width=width, k=k, pad=self.pad)
+            with compute_precision(self.ctx.device, self.config.precision):
+                items, _ = constrained_beam_search(
+                    self.model, prompts, hs, self.trie, self.vocab,
+                    width=width, k=k, pad=self.pad)
             out.append(items)
         return np.concatenate(out) if out else np.zeros((0, k), dtype=np.int64)
 

@@ -191,6 +191,7 @@ def explanation_examples(prompter: Any, sequences: list[np.ndarray], n: int,
 def generate(adapter: Any, histories: list[np.ndarray], picks: list[int],
              max_new: int) -> list[tuple[Facts, str]]:
     """The model's explanation of each pick for its history (greedy, batched)."""
+    from benchmark.models.llm import compute_precision
     from benchmark.models.sid_lm import greedy
 
     catalog, prompter = adapter.catalog, adapter.prompter
@@ -200,7 +201,8 @@ def generate(adapter: Any, histories: list[np.ndarray], picks: list[int],
         fs = [facts(catalog, np.asarray(h)[-prompter.history_items:], int(p))
               for h, p in zip(histories[lo:lo + size], picks[lo:lo + size], strict=True)]
         prompts = [prompter.chat(prompt_text(catalog, f)) for f in fs]
-        texts = greedy(adapter.model, prompts, max_new, adapter.pad, prompter.eos)
+        with compute_precision(adapter.ctx.device, adapter.config.precision):
+            texts = greedy(adapter.model, prompts, max_new, adapter.pad, prompter.eos)
         out += [(f, adapter.tok.decode(t, skip_special_tokens=True).strip())
                 for f, t in zip(fs, texts, strict=True)]
     return out

@@ -609,3 +609,36 @@ def test_the_throughput_tool_times_both_steps_on_a_tiny_model(tmp_path):
     assert got["ours_tokens_per_s"] > 0 and got["bare_tokens_per_s"] > 0
     assert got["ratio_ours_over_bare"] == pytest.approx(
         got["ours_tokens_per_s"] / got["bare_tokens_per_s"], rel=1e-2)
+
+
+def test_bfloat16_compute_ranks_real_unseen_items(random_sids, tmp_path):
+    train = pattern_data()
+    adapter, _ = fit(tiny_config(stage2_steps=4, precision="bfloat16",
+                                 train_precision="bfloat16", steer_users=0, explain_users=0),
+                     train, tmp_path)
+    histories = [np.array([i, i + 1]) for i in range(5)]
+    lists = adapter.rank(UserBatch(np.arange(5), histories), 6).numpy()
+    for row, hist in zip(lists, histories, strict=True):
+        assert len(set(row.tolist())) == 6 and not set(row.tolist()) & set(hist.tolist())
+        assert ((row >= 0) & (row < train.n_items)).all()
+    with pytest.raises(ValueError, match="precision"):
+        tiny_config(precision="float16").__post_init__()
+
+
+def test_the_precision_tool_times_both_precisions_on_a_tiny_model(tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "p.json"
+    subprocess.run([sys.executable, "tools/llm_precision.py", "--backbone", "tiny:random",
+                    "--steps", "1", "--rounds", "1", "--users", "2", "--items", "50",
+                    "--threads", "1", "--out", str(out)],
+                   check=True, capture_output=True, cwd=Path(__file__).resolve().parents[1])
+    got = json.loads(out.read_text())
+    for precision in ("float32", "bfloat16"):
+        assert set(got[precision]) == {"train_tokens_per_s", "forward_tokens_per_s",
+                                       "rank_seconds_per_user"}
+        assert all(v > 0 for v in got[precision].values())
+    assert got["bfloat16_speedup"]["rank_seconds_per_user"] == pytest.approx(
+        got["float32"]["rank_seconds_per_user"] / got["bfloat16"]["rank_seconds_per_user"],
+        rel=0.05)
