@@ -327,13 +327,22 @@ def cmd_run(args: argparse.Namespace) -> int:
         method_overrides={m: _overrides_for(m, method_over, len(methods)) for m in methods},
         harness_overrides=harness_over, meta=args.meta, show_progress=not args.no_progress,
         adapter_modules=tuple(args.adapter_module))
+    from benchmark import plan as costs
+
+    # Expected times come from the profile's reference results (results/ for the default
+    # profile, results-gpu/ for gpu), whatever folder this run writes to.
+    records = costs.recorded(results_dir_for(args.profile, None, cache_dir))
+    jobs = costs.cheap_first(jobs, records)
+    lines, _, _ = costs.plan_lines(jobs, records)
+    print("\n".join(lines), flush=True)
     start = time.perf_counter()
     if args.executor == "ray":
         status = _run_on_ray(args, jobs, plan, settings.threads)
         if status:
             return status
     else:
-        grid.run_serial(jobs, plan, progress=not args.no_progress)
+        expected = {j: costs.expected(records, j.dataset, j.protocol, j.method) for j in jobs}
+        grid.run_serial(jobs, plan, progress=not args.no_progress, expected=expected)
     print(f"wall time: {time.perf_counter() - start:.1f} s; results in {out_dir}")
     if not args.no_report:
         output = report.write_report(out_dir)

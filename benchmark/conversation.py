@@ -56,8 +56,26 @@ def _fitted(args: argparse.Namespace):
     dataset, split = runner.prepare(req, settings)
     cls, _ = runner.resolve_config(req.method, req.profile, req.overrides, dataset.name)
     check_request(args, dataset, cls)  # before the model is loaded or trained
+    print(fit_notice(args, dataset.name), file=sys.stderr, flush=True)
     adapter, _, _ = runner.fit_adapter(req, settings, dataset, split)
     return adapter, dataset, split
+
+
+def fit_notice(args: argparse.Namespace, dataset: str) -> str:
+    """What `recommend` / `chat` will fit before answering, and how long that took when it was
+    recorded: a first call trains the method (minutes to hours for an LLM method on a CPU);
+    a call after a benchmark run with the same cache finds its checkpoints and takes seconds."""
+    from benchmark import plan
+    from benchmark.settings import default_cache_dir, results_dir_for
+
+    cache = args.cache_dir or default_cache_dir()
+    records = plan.recorded(results_dir_for(args.profile, None, cache))
+    seconds = plan.expected(records, dataset, args.protocol, args.method)
+    cost = ("no recorded run of it to say how long that takes" if seconds is None else
+            f"a recorded run took about {seconds / 60:.0f} min (training and test ranking)")
+    return (f"{args.command}: fitting {args.method} on {dataset} ({args.protocol}, seed "
+            f"{args.seed}, profile {args.profile}) first. Checkpoints an earlier run left in "
+            f"{cache} are reused (seconds); otherwise it trains now: {cost}.")
 
 
 def check_request(args: argparse.Namespace, dataset, cls: type) -> None:

@@ -135,8 +135,12 @@ def finished_line(job: Job, path: Path, outcome: str | None = None) -> str:
             f"{headline(path)}" + (f"  ({outcome})" if outcome else ""))
 
 
-def run_serial(jobs: Sequence[Job], run: GridRun, progress: bool = True) -> None:
+def run_serial(jobs: Sequence[Job], run: GridRun, progress: bool = True,
+               expected: dict[Job, float] | None = None) -> None:
     """Run the jobs one after another in this process, in the given order.
+
+    With ``expected`` (seconds per job, :mod:`benchmark.plan`), the progress bar counts expected
+    seconds rather than jobs, so its rate and ETA weigh a long job as long from the first one.
 
     A job whose method's own code fails (a MethodError: an exception or ``sys.exit()`` in its
     fit, score or rank) ends that job, and the others still run; then the failure is raised (one
@@ -151,15 +155,26 @@ def run_serial(jobs: Sequence[Job], run: GridRun, progress: bool = True) -> None
     from benchmark.errors import MethodError
 
     failed: list[MethodError] = []
-    bar = tqdm(jobs, desc="runs", disable=not progress)
-    for job in bar:
+    weight = expected or {}
+    if expected:
+        known = sorted(v for v in expected.values() if v)
+        fallback = known[len(known) // 2] if known else 60.0  # a job with no record: median
+        weight = {job: max(expected.get(job) or fallback, 1.0) for job in jobs}
+        bar = tqdm(total=round(sum(weight.values())), desc="runs (expected s)", unit="s",
+                   disable=not progress)
+    else:
+        bar = tqdm(total=len(jobs), desc="runs", disable=not progress)
+    for job in jobs:
         bar.set_postfix_str(job.label())
         try:
             path, outcome = runner.run_with_outcome(run.request(job))
         except MethodError as exc:
             failed.append(exc)
             continue
+        finally:
+            bar.update(round(weight[job]) if weight else 1)
         tqdm.write(finished_line(job, path, outcome))
+    bar.close()
     if len(failed) == 1:
         raise failed[0]
     if failed:

@@ -1,0 +1,51 @@
+"""The run plan: expected times from recorded results, quickest jobs first."""
+
+from __future__ import annotations
+
+import json
+
+from benchmark.grid import Job
+from benchmark.plan import cheap_first, expected, plan_lines, recorded
+
+
+def _write(root, dataset, protocol, method, seed, fit, inference=0.0):
+    folder = root / dataset / protocol / method
+    folder.mkdir(parents=True, exist_ok=True)
+    hw = {"device": "cpu", "cpu_count": 2, "torch_threads": 1}
+    (folder / f"seed{seed}.json").write_text(json.dumps(
+        {"timing": {"fit_seconds": fit, "inference_seconds": inference},
+         "environment": {"hardware": hw}}))
+
+
+def test_expected_times_come_from_recorded_results(tmp_path):
+    _write(tmp_path, "ml", "loo", "slow", 0, 100, 20)
+    _write(tmp_path, "ml", "loo", "slow", 1, 140, 20)
+    _write(tmp_path, "ml", "cold_item", "quick", 0, 3)
+    (tmp_path / "ml" / "loo" / "slow" / "seed2.json").write_text("{broken")  # skipped
+    records = recorded(tmp_path)
+    assert expected(records, "ml", "loo", "slow") == 140.0
+    assert expected(records, "ml", "loo", "quick") == 3.0  # from the other protocol
+    assert expected(records, "ml", "loo", "new") is None
+    jobs = [Job("ml", "loo", m, s) for m in ("new", "slow", "quick") for s in (0, 1)]
+    order = cheap_first(jobs, records)
+    assert [j.method for j in order] == ["quick", "quick", "slow", "slow", "new", "new"]
+    lines, total, unknown = plan_lines(order, records)
+    assert total == 2 * 3.0 + 2 * 140.0 and unknown == 2
+    assert any("slow" in line and "~5 min (2 min each; recorded on cpu, 2 cores, 1 threads)"
+               in line for line in lines)
+    assert "no recorded run: unknown" in lines[3]
+    assert lines[-1].startswith("plan: 6 runs, expected ~5 min plus 2 run(s)")
+
+
+def test_recommend_says_what_it_fits_and_how_long_a_recorded_run_took(tmp_path):
+    import argparse
+
+    from benchmark.conversation import fit_notice
+
+    args = argparse.Namespace(cache_dir=tmp_path, profile="smoke", protocol="loo",
+                              method="sid_llm", command="recommend", seed=0)
+    assert "no recorded run" in fit_notice(args, "ml-100k")
+    _write(tmp_path / "results-smoke", "ml-100k", "loo", "sid_llm", 0, 150, 30)
+    notice = fit_notice(args, "ml-100k")
+    assert "fitting sid_llm on ml-100k (loo, seed 0, profile smoke)" in notice
+    assert "a recorded run took about 3 min" in notice and str(tmp_path) in notice
