@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -80,7 +81,16 @@ def write_report(results_dir: Path, output: Path | None = None, lenient: bool = 
     if output is None:
         output = (registry.REPO_ROOT / "REPORT.md" if results_dir.resolve() ==
                   DEFAULT_RESULTS_DIR.resolve() else results_dir / "REPORT.md")
+    started = time.perf_counter()
+
+    def say(what: str) -> None:  # one progress line per stage, on stderr
+        print(f"report: {what} ({time.perf_counter() - started:.0f} s)", file=sys.stderr,
+              flush=True)
+
+    say(f"reading {results_dir}")
     loaded = load_results(results_dir, lenient=lenient)
+    say(f"read {sum(len(r.results) for ms in loaded.runs.values() for r in ms.values())} "
+        "result files; checking and comparing")
     settings = harness_settings(_profile_of(loaded))
     skipped = loaded.skipped
     found, superseded = {}, {}
@@ -111,6 +121,7 @@ def write_report(results_dir: Path, output: Path | None = None, lenient: bool = 
                           settings)
     lines += tokenizer_section(found, sweep)
     lines += superseded_section(superseded)
+    say("tables done; plots and the remaining sections")
     lines += _curves(found, results_dir / "plots", output.parent)
     lines += _compute(found, settings)
     lines += _tuning(load_tuning(results_dir), found)
@@ -119,6 +130,7 @@ def write_report(results_dir: Path, output: Path | None = None, lenient: bool = 
     lines += _diagnostics(found)
     lines += _run_table(found)
     atomic_write_text(output, "\n".join(lines).rstrip() + "\n")
+    say(f"wrote {output}")
     return output
 
 
