@@ -238,7 +238,12 @@ def _unwritable(exc: Exception, args: argparse.Namespace) -> str | None:
 
 def _write_places(args: argparse.Namespace) -> list[tuple[str, Path]]:
     """(option, folder or file) of every place the command writes to."""
-    from benchmark.settings import DEFAULT_RESULTS_DIR, default_cache_dir, results_dir_for
+    from benchmark.settings import (
+        DEFAULT_RESULTS_DIR,
+        default_cache_dir,
+        reference_results_dir,
+        results_dir_for,
+    )
 
     if args.command == "report":
         results = args.results_dir or DEFAULT_RESULTS_DIR
@@ -248,8 +253,11 @@ def _write_places(args: argparse.Namespace) -> list[tuple[str, Path]]:
         return []
     cache = args.cache_dir or default_cache_dir()
     places = [("--cache-dir", cache)]
-    if args.command in ("run", "tune"):
+    if args.command == "run":
         places.insert(0, ("--results-dir", results_dir_for(args.profile, args.results_dir, cache)))
+    elif args.command == "tune":
+        places.insert(0, ("--results-dir",
+                          args.results_dir or reference_results_dir(args.profile, cache)))
     return places
 
 
@@ -290,7 +298,12 @@ def _split_overrides(pairs: list[str]):
 
 def cmd_run(args: argparse.Namespace) -> int:
     from benchmark import grid, registry, report, runner
-    from benchmark.settings import default_cache_dir, harness_settings, results_dir_for
+    from benchmark.settings import (
+        default_cache_dir,
+        harness_settings,
+        reference_results_dir,
+        results_dir_for,
+    )
 
     _check_executor_args(args)
     _load_external(args.adapter_module)
@@ -331,7 +344,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     # Expected times come from the profile's reference results (results/ for the default
     # profile, results-gpu/ for gpu), whatever folder this run writes to.
-    records = costs.recorded(results_dir_for(args.profile, None, cache_dir))
+    records = costs.recorded(reference_results_dir(args.profile, cache_dir))
     jobs = costs.cheap_first(jobs, records)
     lines, _, _ = costs.plan_lines(jobs, records)
     print("\n".join(lines), flush=True)
@@ -403,7 +416,7 @@ def _dataset_name(dataset: str) -> str | None:
 
 def cmd_tune(args: argparse.Namespace) -> int:
     from benchmark import registry, tuning
-    from benchmark.settings import default_cache_dir, results_dir_for
+    from benchmark.settings import default_cache_dir, reference_results_dir
 
     _load_external(args.adapter_module)
     args.method = registry.resolve_name(args.method)
@@ -420,7 +433,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     cache_dir = args.cache_dir or default_cache_dir()
     tuning.tune(args.method, args.dataset or "ml-100k", args.protocol, grid, seed=args.seed,
                 profile=args.profile, overrides=_overrides_for(args.method, method_over, 1),
-                results_dir=results_dir_for(args.profile, args.results_dir, cache_dir),
+                results_dir=args.results_dir or reference_results_dir(args.profile, cache_dir),
                 cache_dir=cache_dir, show_progress=not args.no_progress,
                 threads=harness_over.get("threads"))
     return 0

@@ -66,10 +66,10 @@ def fit_notice(args: argparse.Namespace, dataset: str) -> str:
     recorded: a first call trains the method (minutes to hours for an LLM method on a CPU);
     a call after a benchmark run with the same cache finds its checkpoints and takes seconds."""
     from benchmark import plan
-    from benchmark.settings import default_cache_dir, results_dir_for
+    from benchmark.settings import default_cache_dir, reference_results_dir
 
     cache = args.cache_dir or default_cache_dir()
-    records = plan.recorded(results_dir_for(args.profile, None, cache))
+    records = plan.recorded(reference_results_dir(args.profile, cache))
     seconds = plan.expected(records, dataset, args.protocol, args.method)
     cost = ("no recorded run of it to say how long that takes" if seconds is None else
             f"a recorded run took about {seconds / 60:.0f} min (training and test ranking)")

@@ -83,9 +83,10 @@ def write_report(results_dir: Path, output: Path | None = None, lenient: bool = 
                   DEFAULT_RESULTS_DIR.resolve() else results_dir / "REPORT.md")
     started = time.perf_counter()
 
-    def say(what: str) -> None:  # one progress line per stage, on stderr
-        print(f"report: {what} ({time.perf_counter() - started:.0f} s)", file=sys.stderr,
-              flush=True)
+    def say(what: str) -> None:  # one progress line per stage, on an interactive stderr
+        if sys.stderr.isatty():
+            print(f"report: {what} ({time.perf_counter() - started:.0f} s)", file=sys.stderr,
+                  flush=True)
 
     say(f"reading {results_dir}")
     loaded = load_results(results_dir, lenient=lenient)

@@ -23,6 +23,7 @@ DATASET_CONFIG_DIR = registry.CONFIG_DIR / "datasets"
 PROFILE_CONFIG_DIR = registry.CONFIG_DIR / "profiles"
 DEFAULT_RESULTS_DIR = registry.REPO_ROOT / "results"
 GPU_RESULTS_DIR = registry.REPO_ROOT / "results-gpu"  # the `gpu` profile's committed results
+RUNS_DIR = registry.REPO_ROOT / "runs"  # where runs write by default (git-ignored)
 
 
 @dataclass(frozen=True)
@@ -90,10 +91,20 @@ def default_cache_dir() -> Path:
 
 
 def results_dir_for(profile: str, given: Path | None, cache_dir: Path) -> Path:
-    """The default profile writes into results/, the gpu profile into results-gpu/ (its own
-    REPORT.md beside them), others into the cache (or --results-dir)."""
+    """Where a run writes: ``--results-dir`` if given, else ``runs/<profile>/`` for the
+    default and gpu profiles (git-ignored, its own REPORT.md inside), else the cache. The
+    committed reference (results/, results-gpu/) changes only when ``--results-dir`` names it:
+    a user's run never overwrites it by accident."""
     if given is not None:
         return Path(given)
+    if profile in ("default", "gpu"):
+        return RUNS_DIR / profile
+    return cache_dir / f"results-{profile}"
+
+
+def reference_results_dir(profile: str, cache_dir: Path) -> Path:
+    """The profile's reference results: results/ (default), results-gpu/ (gpu), else the
+    profile's folder in the cache. Plans read recorded compute here; `tune` writes here."""
     if profile == "default":
         return DEFAULT_RESULTS_DIR
     if profile == "gpu":

@@ -311,8 +311,9 @@ def test_recommend_refuses_nan_scores_as_the_evaluator_does(fakes, smoke, tiny_a
                  "3", "--dataset", str(tiny_atomic), "--profile", "smoke", "--cache-dir",
                  str(cache_dir), "--no-progress"])
     captured = capsys.readouterr()
-    assert (code, captured.err.rstrip("\n")) == (run_status, run_err) == (
-        2, "error: the adapter returned NaN scores")
+    notice, err = captured.err.rstrip("\n").split("\n", 1)  # what it fits, then the error
+    assert notice.startswith("recommend: fitting nan_scorer on tiny (loo, seed 0")
+    assert (code, err) == (run_status, run_err) == (2, "error: the adapter returned NaN scores")
     assert "Recommended" not in captured.out
 
 

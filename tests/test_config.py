@@ -120,7 +120,13 @@ def test_gpu_profile_resolves_every_method_offline():
 
     from benchmark import registry
     from benchmark.runner import resolve_config
-    from benchmark.settings import GPU_RESULTS_DIR, harness_settings, results_dir_for
+    from benchmark.settings import (
+        GPU_RESULTS_DIR,
+        RUNS_DIR,
+        harness_settings,
+        reference_results_dir,
+        results_dir_for,
+    )
 
     settings = harness_settings("gpu")
     assert settings.datasets == ["ml-100k", "amazon-scientific"]
@@ -130,4 +136,6 @@ def test_gpu_profile_resolves_every_method_offline():
             for key, value in asdict(config).items():
                 if key in ("backbone", "text_encoder", "encoder") and isinstance(value, str):
                     assert value.startswith("packaged:"), f"{method}.{key} = {value!r}"
-    assert results_dir_for("gpu", None, GPU_RESULTS_DIR.parent / ".cache") == GPU_RESULTS_DIR
+    assert reference_results_dir("gpu", GPU_RESULTS_DIR.parent / ".cache") == GPU_RESULTS_DIR
+    # a run writes beside the reference, never into it unless --results-dir names it
+    assert results_dir_for("gpu", None, GPU_RESULTS_DIR.parent / ".cache") == RUNS_DIR / "gpu"
