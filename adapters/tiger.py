@@ -167,7 +167,7 @@ class TIGER(AdapterBase):
             order = torch.randperm(len(src), generator=gen)[:per_epoch]
             batches = length_buckets(order, lengths, cfg.batch_size, gen)
             total = 0.0
-            bar = tqdm(batches, desc=f"TIGER epoch {number}", leave=False,
+            bar = tqdm(batches, desc=f"TIGER epoch {number}/{cfg.max_epochs}", leave=False,
                        disable=not ctx.show_progress)
             for idx in bar:
                 loss = model.loss(src[idx].to(model.device), tgt[idx].to(model.device))

@@ -153,6 +153,7 @@ def run_serial(jobs: Sequence[Job], run: GridRun, progress: bool = True,
 
     from benchmark import runner
     from benchmark.errors import MethodError
+    from benchmark.progress import job_label
 
     failed: list[MethodError] = []
     weight = expected or {}
@@ -167,7 +168,8 @@ def run_serial(jobs: Sequence[Job], run: GridRun, progress: bool = True,
     for job in jobs:
         bar.set_postfix_str(job.label())
         try:
-            path, outcome = runner.run_with_outcome(run.request(job))
+            with job_label(job.label()):
+                path, outcome = runner.run_with_outcome(run.request(job))
         except MethodError as exc:
             failed.append(exc)
             continue

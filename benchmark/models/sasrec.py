@@ -286,7 +286,7 @@ def _train(model: SASRec, train: TrainData, validate: Callable[[], float], ctx: 
         model.train()
         order = torch.randperm(len(inputs), generator=gen)
         total = 0.0
-        bar = tqdm(range(0, len(order), cfg.batch_size), desc=f"SASRec epoch {number}",
+        bar = tqdm(range(0, len(order), cfg.batch_size), desc=f"SASRec epoch {number}/{cfg.max_epochs}",
                    leave=False, disable=not ctx.show_progress)
         for lo in bar:
             idx = order[lo:lo + cfg.batch_size]
