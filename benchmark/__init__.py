@@ -1,4 +1,4 @@
-"""A benchmark of LLM-for-recommendation paradigms (see DESIGN.md and README.md).
+"""A benchmark of LLM-for-recommendation paradigms (see README.md and docs/).
 
 Importing this package is cheap: adapters (and torch) load only when a method is used.
 """

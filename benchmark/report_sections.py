@@ -147,7 +147,7 @@ def _count(n: float | None) -> str:
 
 def _compute(found: dict, settings: HarnessSettings) -> list[str]:
     """Fit + inference seconds per method and dataset, both protocols together (mean over
-    seeds): the figures DESIGN.md's time budgets are stated in. A cached checkpoint counts at
+    seeds): the figures docs/scaling.md's time budgets are stated in. A cached checkpoint counts at
     its original training time; RecBole peers are listed but left out of the total."""
     datasets = sorted({d for d, _ in found})
     per: dict[str, dict[str, float]] = {}

@@ -3,7 +3,7 @@
 Every point of the grid is fitted on the split's training data (early stopping on validation, as
 in a run) and then evaluated once more on the validation cases, never on the test cases. The
 objective is validation NDCG@10 over every validation case; under ``cold_item`` that includes the
-``cold_valid`` cases (targets in the cold-validation set C_v, DESIGN.md Splits step 6), so
+``cold_valid`` cases (targets in the cold-validation set C_v, docs/protocol.md Splits step 6), so
 cold-start settings are chosen without looking at the ``cold_item`` test slice. The warm and
 ``cold_valid`` values are recorded beside the objective.
 

@@ -1,4 +1,4 @@
-"""The one-way dependency rule (DESIGN.md, Layout) is checked by lint-imports, and it bites.
+"""The one-way dependency rule (docs/layout.md) is checked by lint-imports, and it bites.
 
 Each case copies the three packages and pyproject.toml, plants one forbidden import, and runs
 `lint-imports` on the copy: the contract that the import breaks must be reported.

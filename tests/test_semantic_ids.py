@@ -153,8 +153,8 @@ def test_the_quantiser_seed_changes_the_codes():
                                                                (2, 5, 5)])
 def test_each_run_seed_builds_its_own_semantic_ids_unless_a_seed_is_pinned(
         method, run_seed, pinned, expected, tmp_path, monkeypatch):
-    # DESIGN.md: semantic IDs are rebuilt per seed, so their randomness is in the seed spread;
-    # `semantic_ids.seed` in YAML or --set pins one build for every run seed.
+    # docs/protocol.md (Seeds): semantic IDs are rebuilt per seed, so their randomness is in the
+    # seed spread; `semantic_ids.seed` in YAML or --set pins one build for every run seed.
     from adapters.sasrec_sid import SASRecSID
     from adapters.sid_llm import SIDLLM
     from benchmark.adapter import RunContext

@@ -1,6 +1,6 @@
 """Write README's results tables and verdicts from REPORT.md, so the two cannot disagree.
 
-README's "Reference results" holds one table per dataset between the markers
+README's "Results" section holds one table per dataset between the markers
 ``<!-- results-table:<dataset> -->`` and ``<!-- /results-table -->``. Each row is a method of
 the default profile's `main` or `baselines` family (the RecBole peers have their own REPORT
 rows), in the order of REPORT's `loo` leaderboard: the number of seeds, NDCG@10 with its CI and

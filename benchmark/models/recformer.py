@@ -7,7 +7,7 @@ the backbone's LayerNorm: token, token position, token type (CLS / key / value /
 position (1 = most recent item, 0 = CLS, a pad index). One encoder embeds both users and items;
 the CLS output is the vector, and scores are cosine similarities divided by tau.
 
-Scale-downs (see shared/methods/recformer.md): the backbone is any BERT-like encoder (default:
+Scale-downs from the paper: the backbone is any BERT-like encoder (default:
 the packaged all-MiniLM-L6-v2, 6 layers, hidden 384, 512 positions, full attention) instead of
 Longformer-base. Its 2-row token-type table is widened to 4 rows and an item-position table is
 added; both start as "no change": every type row is a copy of the pretrained row 0 (the only

@@ -148,8 +148,8 @@ def semantic_id_config(overrides: dict[str, Any], run_seed: int) -> SemanticIDCo
     ``semantic_ids`` block (YAML / ``--set``), later layers winning.
 
     The quantiser's seed follows the run's seed, so each seed of SASRec-SID or the SID-LLM
-    rebuilds its codes and the codes' own randomness is part of the seed spread (DESIGN.md,
-    Evaluation). Seed 0 keeps the codes every earlier seed-0 run used. A ``semantic_ids.seed``
+    rebuilds its codes and the codes' own randomness is part of the seed spread (docs/protocol.md,
+    Seeds). Seed 0 keeps the codes every earlier seed-0 run used. A ``semantic_ids.seed``
     set in YAML or on the command line pins one build for every run seed. A published source
     ignores the seed: its codes are fixed inputs.
     """
