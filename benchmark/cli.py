@@ -48,9 +48,9 @@ def _common_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--meta", default=None,
                    help="Amazon meta_<Category>.jsonl[.gz] (default: beside the reviews file)")
     p.add_argument("--profile", default="default", choices=PROFILES,
-                   help="smoke (seconds, tests), default (2-core CPU; writes results/), gpu (one "
-                        "GPU, packaged backbones, offline; writes results-gpu/), paper (paper "
-                        "scale, your own weights)")
+                   help="smoke (seconds, tests), default (2-core CPU; reference: results/), gpu "
+                        "(one GPU, packaged backbones, offline; reference: results-gpu/), paper "
+                        "(paper scale, your own weights)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key: `key=value` for every selected method, "
                         "`method.key=value` for one, `harness.key=value` for the protocol "
@@ -86,8 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="comma-separated model seeds, at least one (default: the profile's, "
                           "usually 0)")
     run.add_argument("--results-dir", type=Path, default=None,
-                     help="where result files go (default: results/ for the default profile, "
-                          "the cache for others)")
+                     help="where result files go (default: runs/<profile>/ for the default and "
+                          "gpu profiles, the cache for others; the committed reference changes "
+                          "only with --results-dir results)")
     run.add_argument("--no-report", action="store_true", help="do not regenerate the report")
     run.add_argument("--executor", default="serial", choices=("serial", "ray"),
                      help="serial: one job after another in this process (default); ray: each "
