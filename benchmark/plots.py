@@ -98,3 +98,30 @@ def plot_curves(path: Path, curves: dict[str, list[dict]], title: str) -> Path |
     left.legend(fontsize=7)
     fig.suptitle(title)
     return _save(fig, path)
+
+
+def plot_quality_vs_compute(path: Path, points: dict[str, list[tuple[float, float]]],
+                            title: str) -> Path | None:
+    """NDCG@10 against training minutes (log axis), one dot per seed and a marker at the mean
+    per method; ``points``: name -> [(minutes, NDCG@10) per seed]."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    points = {n: p for n, p in points.items() if p}
+    if not points:
+        return None
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    for name, pts in sorted(points.items()):
+        x = np.maximum([m for m, _ in pts], 0.01)  # a count-based method trains in no time
+        y = np.array([v for _, v in pts])
+        line = ax.scatter(x, y, s=12, alpha=0.5)
+        ax.scatter([x.mean()], [y.mean()], s=50, marker="D", color=line.get_facecolor()[0])
+        ax.annotate(name, (x.mean(), y.mean()), textcoords="offset points", xytext=(5, 3),
+                    fontsize=7)
+    ax.set_xscale("log")
+    ax.set_xlabel("training minutes per run (log scale; 0.01 = none)")
+    ax.set_ylabel(HEADLINE)
+    ax.set_title(title)
+    return _save(fig, path)

@@ -21,7 +21,7 @@ from benchmark import registry
 from benchmark.cache import atomic_write_text
 from benchmark.config import PROFILES
 from benchmark.populations import configured, split_populations, superseded_section
-from benchmark.report_comparison import _choose_reference, _same_users
+from benchmark.report_comparison import Comparison, _choose_reference, _same_users
 from benchmark.report_explanations import explanations_section
 from benchmark.report_findings import _findings
 from benchmark.report_sections import (
@@ -33,6 +33,7 @@ from benchmark.report_sections import (
     _steerability,
     _tuning,
 )
+from benchmark.report_summary import summary_section
 from benchmark.report_tables import _section
 from benchmark.report_tokenizers import split_sweep, tokenizer_section
 from benchmark.result_checks import check_table
@@ -116,10 +117,12 @@ def write_report(results_dir: Path, output: Path | None = None, lenient: bool = 
     lines += _skipped(skipped, results_dir)
     if not found:
         lines.append("No results yet: run `python -m benchmark --all`.")
+    comparisons = {where: Comparison.of(methods, settings) for where, methods in found.items()}
+    lines += summary_section(comparisons, results_dir / "plots", output.parent)
     lines += _findings(found, settings)
     for (dataset, protocol), methods in sorted(found.items(), key=lambda kv: (kv[0][0], kv[0][1] != "loo")):
         lines += _section(dataset, protocol, methods, results_dir / "plots", output.parent,
-                          settings)
+                          settings, comparisons[(dataset, protocol)])
     lines += tokenizer_section(found, sweep)
     lines += superseded_section(superseded)
     say("tables done; plots and the remaining sections")

@@ -22,9 +22,11 @@ from benchmark.settings import HarnessSettings
 
 
 def _section(dataset: str, protocol: str, methods: dict[str, MethodRuns], plot_dir: Path,
-             report_dir: Path, settings: HarnessSettings) -> list[str]:
-    """One (dataset, protocol): header, leaderboard, slices, cold depth, paired tests, plots."""
-    c = Comparison.of(methods, settings)
+             report_dir: Path, settings: HarnessSettings, c: Comparison | None = None
+             ) -> list[str]:
+    """One (dataset, protocol): header, leaderboard, slices, cold depth, paired tests, plots
+    (``c``: the table's comparison, when the caller built it already)."""
+    c = c or Comparison.of(methods, settings)
     table0 = slice_columns(methods)
     slice_means = {name: c.slice_means(name) for name in c.order}
     code = code_status(r for runs in methods.values() for r in runs.results).lines()

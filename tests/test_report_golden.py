@@ -48,8 +48,18 @@ def write_method(root, method, ranks, seed=0, users=USERS, fit_seconds=1.0, spli
     (folder / f"seed{seed}.json").write_text(json.dumps(result))
 
 
+def without_summary(text):
+    """The report without its first-screen Summary section (tested on its own below)."""
+    if "\n## Summary\n" not in text:
+        return text
+    before, rest = text.split("\n## Summary\n", 1)
+    return before + ("\n## " + rest.split("\n## ", 1)[1] if "\n## " in rest else "")
+
+
 def tables(text):
-    """Every pipe table of the report in order, as lists of rows of stripped cells."""
+    """Every pipe table of the report in order (the Summary left out), as lists of rows of
+    stripped cells."""
+    text = without_summary(text)
     out, current = [], None
     for line in text.splitlines():
         if line.startswith("|"):
@@ -320,3 +330,17 @@ def test_findings_test_every_main_method_against_popularity(tmp_path):
                            "Holm over these 3): `recformer` above (Δ +0.6131 "
                            "[+0.6131, +0.6131], p = 0); `sasrec_id` above (Δ +0.1131 ")
     assert "`sid_llm` not different (Δ +0.0560 " in line and "item_knn" not in line
+
+
+def test_the_summary_states_the_verdicts_the_leaderboard_marks(main_run):
+    summary = main_run.split("\n## Summary\n", 1)[1].split("\n## ", 1)[0]
+    header, *rows = [[c.strip() for c in line.strip().strip("|").split("|")]
+                     for line in summary.splitlines()
+                     if line.startswith("|") and not set(line) <= set("|-: ")]
+    by = {r[1]: r for r in rows}
+    loo = header.index("NDCG@10 loo (vs sasrec_id)")
+    # the leaderboard marks weak ▼ and strong nothing (its seeds disagree): the same words here
+    assert by["weak"][loo] == "0.3333 (worse)"
+    assert by["strong"][loo] == "0.6667 (no difference)"
+    assert by["sasrec_id"][loo] == "0.5000 (reference)"
+    assert "![" in summary  # the quality-vs-compute figure leads
