@@ -1,13 +1,13 @@
-"""Write README's results tables and verdicts from REPORT.md, so the two cannot disagree.
+"""Write README's results tables, takeaways and verdicts from REPORT.md, so they cannot disagree.
 
 README's "Results" section holds one table per dataset between the markers
-``<!-- results-table:<dataset> -->`` and ``<!-- /results-table -->``. Each row is a method of
-the default profile's `main` or `baselines` family (the RecBole peers have their own REPORT
-rows), in the order of REPORT's `loo` leaderboard: the number of seeds, NDCG@10 with its CI and
-significance mark on `loo` and on `cold_item`, and the `cold_item` slices (cold, cold_valid,
-warm). Every cell is copied from REPORT.md; nothing is recomputed. Between
-``<!-- findings -->`` and ``<!-- /findings -->`` README holds REPORT's "Findings" (the verdicts,
-by the report's one rule), copied verbatim, so README states no verdict of its own.
+``<!-- results-table:<dataset> -->`` and ``<!-- /results-table -->``: REPORT's Summary table of
+that dataset (paradigm, NDCG@10 on `loo` and `cold_item` with the one rule's verdict against the
+reference, cold targets against `random`, training minutes), line for line. Between
+``<!-- takeaways -->`` and ``<!-- /takeaways -->``: five sentences built from those tables alone
+(who beats the reference where, who beats `random` on cold targets, the cost range). Between
+``<!-- findings -->`` and ``<!-- /findings -->``: REPORT's "Findings", verbatim. Nothing is
+recomputed, so README states no verdict of its own.
 
     python tools/readme_tables.py           # rewrite README.md's tables
     python tools/readme_tables.py --check   # exit 1 if README.md is not what REPORT.md gives
@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BLOCK = re.compile(r"(<!-- results-table:(?P<dataset>[\w.-]+) -->\n)(?P<body>.*?)"
                    r"(<!-- /results-table -->)", re.S)
 FINDINGS = re.compile(r"(<!-- findings -->\n)(.*?)(<!-- /findings -->)", re.S)
+TAKEAWAYS = re.compile(r"(<!-- takeaways -->\n)(.*?)(<!-- /takeaways -->)", re.S)
 
 
 def findings(report: str) -> str:
@@ -40,23 +41,6 @@ def findings(report: str) -> str:
                      for line in lines[start:]) + "\n"
 
 
-def table_after(text: str, heading: str) -> list[dict[str, str]]:
-    """The first markdown table after the line ``heading``, as rows of header -> cell."""
-    lines = text.splitlines()
-    try:
-        start = lines.index(heading)
-    except ValueError:
-        raise SystemExit(f"REPORT.md has no section {heading!r}: regenerate it first") from None
-    rows = []
-    for line in lines[start + 1:]:
-        if line.startswith("|"):
-            rows.append([c.strip() for c in line.strip().strip("|").split("|")])
-        elif rows:
-            break
-    header, body = rows[0], rows[2:]
-    return [dict(zip(header, r)) for r in body]
-
-
 def column(row: dict[str, str], prefix: str) -> str:
     """The cell whose header starts with ``prefix`` (headers carry n or CI notes)."""
     for key, value in row.items():
@@ -65,52 +49,67 @@ def column(row: dict[str, str], prefix: str) -> str:
     raise SystemExit(f"REPORT.md table has no column starting {prefix!r}")
 
 
-def seeds(cell: str) -> str:
-    if cell == "single seed":
-        return "1"
-    match = re.search(r"\((\d+):", cell)
-    if not match:
-        raise SystemExit(f"cannot read the number of seeds from {cell!r}")
-    return match.group(1)
+def summary_table(report: str, dataset: str) -> str:
+    """REPORT's Summary table of ``dataset``, line for line."""
+    try:
+        section = report.split("\n## Summary\n", 1)[1].split("\n## ", 1)[0]
+        part = section.split(f"\n### {dataset}\n", 1)[1].split("\n### ", 1)[0]
+    except IndexError:
+        raise SystemExit(f"REPORT.md has no Summary table for {dataset}: regenerate it") from None
+    lines = [line for line in part.splitlines() if line.startswith("|")]
+    return "\n".join(lines) + "\n"
 
 
-def dataset_table(report: str, dataset: str, reference: str, members: list[str]) -> str:
-    loo = table_after(report, f"## {dataset} — leave-one-out (`loo`)")
-    cold_heading = f"## {dataset} — cold-start items (`cold_item`)"
-    cold, slices = {}, {}
-    if cold_heading in report.splitlines():  # absent while no run of it is current
-        cold = {r["method"].strip("*"): r for r in table_after(report, cold_heading)}
-        slices_at = report.index(cold_heading)
-        slices = {r["method"].strip("*"): r for r in table_after(
-            report[slices_at:], "### Slices (NDCG@10, 95% CI; n = test cases in the slice)")}
-    out = ["| method | seeds | `loo` | `cold_item` all | cold | cold_valid | warm |",
-           "|---|---|---|---|---|---|---|"]
-    for row in loo:
-        name = row["method"].strip("*")
-        if name not in members:
-            continue
-        label = f"{name} (reference)" if name == reference else name
-        c, s = cold.get(name), slices.get(name)
-        cells = [column(row, "NDCG@10 ["), column(c, "NDCG@10 [") if c else "n/a"]
-        cells += [short(column(s, key)) if s else "n/a" for key in ("cold (", "cold_valid (",
-                                                                     "warm (")]
-        out.append(f"| {label} | {seeds(column(row, 'NDCG@10 over seeds'))} | "
-                   + " | ".join(cells) + " |")
+def summary_rows(report: str, dataset: str) -> list[dict[str, str]]:
+    lines = summary_table(report, dataset).splitlines()
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    return [dict(zip(header, [c.strip() for c in line.strip("|").split("|")], strict=True))
+            for line in lines[2:]]
+
+
+def _split(cell: str) -> tuple[float | None, str]:
+    """``0.0731 (better)`` -> (0.0731, "better"); an empty cell -> (None, "")."""
+    match = re.fullmatch(r"([\d.]+) \(([^)]*)\)", cell)
+    return (float(match[1]), match[2]) if match else (None, "")
+
+
+def _names(rows: list[dict[str, str]], key: str, word: str) -> str:
+    names = [f"`{r['method']}`" for r in rows if _split(column(r, key))[1] == word]
+    return ", ".join(names) if names else "none"
+
+
+def takeaways(report: str, datasets: list[str]) -> str:
+    """Five sentences from REPORT's Summary tables: per dataset, who beats the reference on
+    `loo` and on `cold_item`, and who is above `random` on cold targets; then the cost."""
+    out, costs = [], []
+    for dataset in datasets:
+        rows = summary_rows(report, dataset)
+        loo_key = next(k for k in rows[0] if k.startswith("NDCG@10 loo"))
+        reference = loo_key.split("vs ", 1)[1].rstrip(")")
+        best = max(rows, key=lambda r: _split(r[loo_key])[0] or 0.0)
+        out.append(f"- {dataset}, `loo`: best `{best['method']}` (NDCG@10 "
+                   f"{_split(best[loo_key])[0]:.4f}); better than `{reference}` by the one "
+                   f"rule: {_names(rows, 'NDCG@10 loo', 'better')}; not significantly "
+                   f"different: {_names(rows, 'NDCG@10 loo', 'no difference')}.")
+        out.append(f"- {dataset}, `cold_item`: better than `{reference}`: "
+                   f"{_names(rows, 'NDCG@10 cold_item', 'better')}; on the cold targets "
+                   f"alone, better than `random`: {_names(rows, 'cold targets', 'better')}.")
+        costs += [(float(r["training min"]), r["method"], dataset) for r in rows
+                  if _split(r[loo_key])[1] in ("better", "no difference", "reference")]
+    if costs:
+        low, high = min(costs), max(costs)
+        out.append(f"- Cost, among the methods not worse than the reference on `loo`: from "
+                   f"{low[0]:.1f} training minutes per run (`{low[1]}`, {low[2]}) to "
+                   f"{high[0]:.1f} (`{high[1]}`, {high[2]}).")
     return "\n".join(out) + "\n"
 
 
-def short(cell: str) -> str:
-    """``0.0445 [0.0324, 0.0576] ▲`` -> ``0.0445 ▲`` (README keeps the slices' CIs out)."""
-    return re.sub(r" \[[^\]]*\]", "", cell)
-
-
 def render(readme: str, report: str, profile: dict) -> str:
-    families = profile.get("families", {})
-    members = [*families.get("main", []), *families.get("baselines", []), profile["reference"]]
+    datasets: list[str] = []
 
     def fill(match: re.Match) -> str:
-        body = dataset_table(report, match["dataset"], profile["reference"], members)
-        return match.group(1) + body + match.group(4)
+        datasets.append(match["dataset"])
+        return match.group(1) + summary_table(report, match["dataset"]) + match.group(4)
 
     text, count = BLOCK.subn(fill, readme)
     if not count:
@@ -118,6 +117,10 @@ def render(readme: str, report: str, profile: dict) -> str:
     text, count = FINDINGS.subn(lambda m: m.group(1) + findings(report) + m.group(3), text)
     if not count:
         raise SystemExit("README.md has no <!-- findings --> block")
+    text, count = TAKEAWAYS.subn(lambda m: m.group(1) + takeaways(report, datasets)
+                                 + m.group(3), text)
+    if not count:
+        raise SystemExit("README.md has no <!-- takeaways --> block")
     return text
 
 
