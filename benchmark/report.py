@@ -76,8 +76,10 @@ in each result JSON.
 
 
 def write_report(results_dir: Path, output: Path | None = None, lenient: bool = False) -> Path:
-    """REPORT.md from the result files under ``results_dir``; a file that cannot be trusted is
-    an error, or with ``lenient`` skipped (a warning on stderr and a "Skipped files" section)."""
+    """REPORT.md from the result files under ``results_dir``, and beside it REPORT-details.md
+    (each method's diagnostics and every run's commit, hardware and memory); a file that cannot
+    be trusted is an error, or with ``lenient`` skipped (a warning on stderr and a "Skipped
+    files" section)."""
     results_dir = Path(results_dir)
     if output is None:
         output = (registry.REPO_ROOT / "REPORT.md" if results_dir.resolve() ==
@@ -131,8 +133,16 @@ def write_report(results_dir: Path, output: Path | None = None, lenient: bool = 
     lines += _tuning(load_tuning(results_dir), found)
     lines += _steerability(found)
     lines += explanations_section(found)
-    lines += _diagnostics(found)
-    lines += _run_table(found)
+    details = [*_diagnostics(found), *_run_table(found)]
+    details_path = output.with_name(f"{output.stem}-details.md")
+    if details:
+        lines += ["## Diagnostics and runs", "",
+                  f"What each method reports about itself, and every run's commit, hardware "
+                  f"and memory: [{details_path.name}]({details_path.name}).", ""]
+        atomic_write_text(details_path, "\n".join(
+            [f"# {output.name}: diagnostics and runs", "",
+             f"The per-run details behind [{output.name}]({output.name}), generated with it.",
+             "", *details]).rstrip() + "\n")
     atomic_write_text(output, "\n".join(lines).rstrip() + "\n")
     say(f"wrote {output}")
     return output

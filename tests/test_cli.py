@@ -52,6 +52,10 @@ def test_smoke_run_writes_results_and_report(tiny_atomic, tmp_path, cache_dir, c
     assert "## tiny — leave-one-out (`loo`)" in report and "cold-start items" in report
     assert "item_knn" in report and "[95% CI]" in report
     assert (out / "plots" / "tiny_loo_ndcg10.png").stat().st_size > 1000
+    # the report leads with its Summary; diagnostics and runs go to the details file it links
+    assert report.index("## Summary") < report.index("## Findings")
+    details = (out / "REPORT-details.md").read_text()
+    assert "## Runs" in details and "## Runs" not in report and "REPORT-details.md" in report
 
 
 def test_a_run_covers_the_profiles_datasets_unless_one_is_named(tmp_path, cache_dir, capsys):
