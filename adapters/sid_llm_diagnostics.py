@@ -5,9 +5,11 @@
   the ranked list itself is always constrained);
 - steerability: for the most frequent catalogue labels (MovieLens genres), the share of the
   top-10 that carries the requested label, steered vs unsteered, for the same seeded users;
-- ``explain`` / ``respond`` for `recommend` and `chat`. The explanation is built from catalogue
-  labels, not generated: a 135M model trained for minutes on a CPU does not write faithful
-  explanations, and a made-up reason is worse than a plain count.
+- ``respond`` for `chat`: a request becomes a constrained recommendation, "why" goes to the
+  adapter's ``explain`` (the model's words: adapters/sid_llm_explain.py), "tell me about <title
+  or SID>" to :func:`describe`. :func:`explain` here is the count-based reason: the baseline the
+  model's explanations are measured against, and the fallback of a model not trained to
+  explain (``explain_share`` 0).
 """
 
 from __future__ import annotations
