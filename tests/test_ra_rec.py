@@ -240,4 +240,4 @@ def test_smoke_run_through_the_cli(tiny_atomic, tmp_path, cache_dir, capsys):
         assert diag["selection"]["selected"] == diag["tuning"]["examples"] > 0
         assert "dropped_by_denoising" in diag["selection"] and diag["trainable_parameters"] > 0
         assert result["metrics"]["all"]["all"]["HR@100"]["mean"] >= 0
-    assert "### ra_rec" in (out / "REPORT.md").read_text()
+    assert "### ra_rec" in (out / "REPORT-details.md").read_text()  # its diagnostics
