@@ -90,6 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
                           "gpu profiles, the cache for others; the committed reference changes "
                           "only with --results-dir results)")
     run.add_argument("--no-report", action="store_true", help="do not regenerate the report")
+    run.add_argument("--plan", action="store_true",
+                     help="print the plan (jobs, expected times, total) and exit")
     run.add_argument("--executor", default="serial", choices=("serial", "ray"),
                      help="serial: one job after another in this process (default); ray: each "
                           "job a Ray task, in dependency order (needs the `ray` extra; cache "
@@ -347,21 +349,37 @@ def cmd_run(args: argparse.Namespace) -> int:
     # profile, results-gpu/ for gpu), whatever folder this run writes to.
     records = costs.recorded(reference_results_dir(args.profile, cache_dir))
     jobs = costs.cheap_first(jobs, records)
-    lines, _, _ = costs.plan_lines(jobs, records)
+    setup = costs.setup_seconds(jobs, lambda job: _prepare(plan, job))
+    lines, _, _ = costs.plan_lines(jobs, records, setup)
     print("\n".join(lines), flush=True)
+    if args.plan:
+        return 0
     start = time.perf_counter()
     if args.executor == "ray":
         status = _run_on_ray(args, jobs, plan, settings.threads)
         if status:
             return status
     else:
-        expected = {j: costs.expected(records, j.dataset, j.protocol, j.method) for j in jobs}
+        expected = {j: costs.job_expected(records, j, setup) for j in jobs}
         grid.run_serial(jobs, plan, progress=not args.no_progress, expected=expected)
     print(f"wall time: {time.perf_counter() - start:.1f} s; results in {out_dir}")
     if not args.no_report:
         output = report.write_report(out_dir)
         print(f"report: {output}")
     return 0
+
+
+def _prepare(plan: Any, job: Any) -> None:
+    """What every job does before its method runs: load and split the data, fingerprint the
+    code (timed by the plan as a job's set-up)."""
+    from benchmark import runner
+    from benchmark.code_fingerprint import method_fingerprint
+    from benchmark.settings import harness_settings
+
+    req = plan.request(job, show_progress=False)
+    runner.prepare(req, harness_settings(req.profile, req.harness_overrides))
+    method_fingerprint(runner.resolve_config(job.method, req.profile, req.overrides,
+                                             _dataset_name(job.dataset))[0].__module__)
 
 
 def _check_executor_args(args: argparse.Namespace) -> None:

@@ -19,6 +19,7 @@ not an input: a job whose builder failed still runs (it builds the artefact itse
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -126,13 +127,20 @@ class GridRun:
             harness_overrides=self.harness_overrides)
 
 
-def finished_line(job: Job, path: Path, outcome: str | None = None) -> str:
-    """The console line of a finished job: method, dataset, protocol, seed, headline, and
-    whether it was computed or reused from the cache."""
+def finished_line(job: Job, path: Path, outcome: str | None = None,
+                  took: float | None = None, planned: float | None = None) -> str:
+    """The console line of a finished job: method, dataset, protocol, seed, headline, whether
+    it was computed or reused from the cache, and (when given) its wall-clock seconds beside
+    the plan's expectation, so a user sees how far the plan is off on this machine."""
     from benchmark.results import headline
 
-    return (f"{job.method:20s} {path.parts[-4]:18s} {job.protocol:9s} seed{job.seed}: "
+    line = (f"{job.method:20s} {path.parts[-4]:18s} {job.protocol:9s} seed{job.seed}: "
             f"{headline(path)}" + (f"  ({outcome})" if outcome else ""))
+    if took is not None:
+        line += f"  took {took:.1f} s"
+        if planned is not None:
+            line += f", planned {planned:.1f} s"
+    return line
 
 
 def run_serial(jobs: Sequence[Job], run: GridRun, progress: bool = True,
@@ -167,6 +175,7 @@ def run_serial(jobs: Sequence[Job], run: GridRun, progress: bool = True,
         bar = tqdm(total=len(jobs), desc="runs", disable=not progress)
     for job in jobs:
         bar.set_postfix_str(job.label())
+        started = time.perf_counter()
         try:
             with job_label(job.label()):
                 path, outcome = runner.run_with_outcome(run.request(job))
@@ -175,7 +184,8 @@ def run_serial(jobs: Sequence[Job], run: GridRun, progress: bool = True,
             continue
         finally:
             bar.update(round(weight[job]) if weight else 1)
-        tqdm.write(finished_line(job, path, outcome))
+        tqdm.write(finished_line(job, path, outcome, took=time.perf_counter() - started,
+                                 planned=(expected or {}).get(job)))
     bar.close()
     if len(failed) == 1:
         raise failed[0]

@@ -1,11 +1,14 @@
 """What a run will cost before it starts, from the compute recorded in committed results.
 
 Every result JSON records its fit and inference seconds and the hardware it ran on. A job's
-expected time is the mean fit + inference seconds of the committed results of the same method,
-dataset and protocol (any seed; the other protocol's when this one has none), taken from the
-reference results folder whatever folder the run writes to. A method with no recorded run has no
-estimate: the plan says so rather than guess. The estimate is as good as the match between this
-machine and the recording one: the plan names the recording hardware.
+expected time is the fit + inference seconds of the committed result of the same method, dataset,
+protocol and seed (seeds differ: early stopping ends them at different epochs), else the mean over
+that group's seeds (else the other protocol's), taken from the reference results folder whatever
+folder the run writes to; plus the job's set-up (loading the data, splitting, fingerprinting the
+code), which the CLI measures on this machine before it prints the plan (:func:`setup_seconds`).
+A method with no recorded run has no estimate: the plan says so rather than guess. The estimate
+is as good as the match between this machine and the recording one: the plan names the recording
+hardware, and every finished job prints its actual time beside the planned one.
 
 :func:`cheap_first` orders a grid by expected time (unknown last), so the quick results arrive
 first; the cache's locks keep shared artefacts safe in any order.
@@ -16,7 +19,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +28,7 @@ from typing import Any
 class Record:
     seconds: list[float]  # fit + inference seconds, one per result file
     hardware: str  # the recording hardware, as "<device>, <n> cores, <t> threads"
+    by_seed: dict[int, float] = field(default_factory=dict)  # seed -> its seconds
 
 
 def _hardware(result: dict[str, Any]) -> str:
@@ -36,6 +40,7 @@ def _hardware(result: dict[str, Any]) -> str:
 def recorded(results_dir: Path) -> dict[tuple[str, str, str], Record]:
     """(dataset, protocol, method) -> the committed results' seconds and hardware."""
     seconds: dict[tuple[str, str, str], list[float]] = defaultdict(list)
+    by_seed: dict[tuple[str, str, str], dict[int, float]] = defaultdict(dict)
     hardware: dict[tuple[str, str, str], str] = {}
     for path in sorted(Path(results_dir).glob("*/*/*/seed*.json")):
         try:
@@ -47,24 +52,55 @@ def recorded(results_dir: Path) -> dict[tuple[str, str, str], Record]:
             continue  # the report refuses damaged files; a plan just skips them
         key = (path.parts[-4], path.parts[-3], path.parts[-2])
         seconds[key].append(total)
+        seed = path.stem.removeprefix("seed")
+        if seed.isdigit():
+            by_seed[key][int(seed)] = total
         hardware.setdefault(key, _hardware(result))
-    return {k: Record(v, hardware[k]) for k, v in seconds.items()}
+    return {k: Record(v, hardware[k], by_seed[k]) for k, v in seconds.items()}
 
 
-def expected(records: dict, dataset: str, protocol: str, method: str) -> float | None:
-    """Mean recorded seconds of a job, from its protocol or else the other one; None if none."""
+def expected(records: dict, dataset: str, protocol: str, method: str,
+             seed: int | None = None) -> float | None:
+    """Recorded seconds of a job: its own seed's when recorded, else the mean over its group's
+    seeds, from its protocol or else the other one; None if none."""
     for p in (protocol, "cold_item" if protocol == "loo" else "loo"):
         rec = records.get((dataset, p, method))
         if rec and rec.seconds:
+            if seed is not None and seed in rec.by_seed:
+                return rec.by_seed[seed]
             return sum(rec.seconds) / len(rec.seconds)
     return None
+
+
+def job_expected(records: dict, job: Any, setup: dict[tuple[str, str], float] | None = None
+                 ) -> float | None:
+    """A job's expected wall-clock seconds: its recorded compute plus its measured set-up."""
+    seconds = expected(records, job.dataset, job.protocol, job.method, job.seed)
+    if seconds is None:
+        return None
+    return seconds + (setup or {}).get((job.dataset, job.protocol), 0.0)
+
+
+def setup_seconds(jobs: Sequence[Any], prepare: Any) -> dict[tuple[str, str], float]:
+    """Seconds ``prepare(job)`` takes for the first job of each (dataset, protocol): the
+    per-job set-up that recorded fit and inference seconds leave out, measured on this
+    machine (a first call may also fill the cache, which the jobs then reuse)."""
+    import time
+
+    out: dict[tuple[str, str], float] = {}
+    for job in jobs:
+        if (job.dataset, job.protocol) not in out:
+            start = time.perf_counter()
+            prepare(job)
+            out[(job.dataset, job.protocol)] = time.perf_counter() - start
+    return out
 
 
 def cheap_first(jobs: Sequence[Any], records: dict) -> list[Any]:
     """The jobs by expected time, quickest first; jobs with no estimate last, in given order."""
     def key(item: tuple[int, Any]) -> tuple[bool, float, int]:
         i, job = item
-        e = expected(records, job.dataset, job.protocol, job.method)
+        e = expected(records, job.dataset, job.protocol, job.method, job.seed)
         return (e is None, e or 0.0, i)
 
     return [job for _, job in sorted(enumerate(jobs), key=key)]
@@ -78,24 +114,27 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def plan_lines(jobs: Sequence[Any], records: dict) -> tuple[list[str], float, int]:
+def plan_lines(jobs: Sequence[Any], records: dict,
+               setup: dict[tuple[str, str], float] | None = None) -> tuple[list[str], float, int]:
     """One line per (method, dataset, protocol) group with its seeds and expected time, then
     the total; returns (lines, expected seconds of the estimated jobs, jobs without estimate)."""
-    groups: dict[tuple[str, str, str], list[int]] = {}
+    groups: dict[tuple[str, str, str], list[Any]] = {}
     for job in jobs:
-        groups.setdefault((job.method, job.dataset, job.protocol), []).append(job.seed)
+        groups.setdefault((job.method, job.dataset, job.protocol), []).append(job)
     lines, total, unknown = [], 0.0, 0
-    for (method, dataset, protocol), seeds in groups.items():
-        each = expected(records, dataset, protocol, method)
-        seeds_text = ",".join(map(str, seeds))
-        if each is None:
-            unknown += len(seeds)
+    for (method, dataset, protocol), group in groups.items():
+        times = [job_expected(records, job, setup) for job in group]
+        seeds_text = ",".join(str(job.seed) for job in group)
+        if times[0] is None:
+            unknown += len(group)
             cost = "no recorded run: unknown"
         else:
-            total += each * len(seeds)
+            known = [t for t in times if t is not None]
+            total += sum(known)
+            each = sum(known) / len(known)
             rec = records.get((dataset, protocol, method)) or next(
                 r for (d, _, m), r in records.items() if d == dataset and m == method)
-            cost = f"~{_duration(each * len(seeds))} ({_duration(each)} each; recorded on {rec.hardware})"
+            cost = f"~{_duration(sum(known))} ({_duration(each)} each; recorded on {rec.hardware})"
         lines.append(f"  {method:22s} {dataset:18s} {protocol:9s} seeds {seeds_text:10s} {cost}")
     tail = f"plan: {len(jobs)} runs, expected ~{_duration(total)}"
     if unknown:

@@ -49,3 +49,32 @@ def test_recommend_says_what_it_fits_and_how_long_a_recorded_run_took(tmp_path):
     notice = fit_notice(args, "ml-100k")
     assert "fitting sid_llm on ml-100k (loo, seed 0, profile smoke)" in notice
     assert "a recorded run took about 3 min" in notice and str(tmp_path) in notice
+
+
+def test_a_seed_is_planned_from_its_own_record_plus_the_measured_setup(tmp_path):
+    from benchmark.plan import job_expected, setup_seconds
+
+    _write(tmp_path, "ml", "loo", "m", 0, 100)
+    _write(tmp_path, "ml", "loo", "m", 1, 50)
+    records = recorded(tmp_path)
+    jobs = [Job("ml", "loo", "m", 1), Job("ml", "loo", "m", 0), Job("ml", "loo", "m", 7)]
+    calls = []
+    setup = setup_seconds(jobs, calls.append)
+    assert len(calls) == 1 and set(setup) == {("ml", "loo")}  # once per dataset x protocol
+    setup = {("ml", "loo"): 2.0}
+    assert job_expected(records, jobs[0], setup) == 52.0
+    assert job_expected(records, jobs[1], setup) == 102.0
+    assert job_expected(records, jobs[2], setup) == 77.0  # unrecorded seed: the group's mean
+    assert cheap_first(jobs, records)[0].seed == 1
+
+
+def test_plan_flag_prints_the_plan_and_runs_nothing(tmp_path, capsys):
+    from benchmark.cli import main
+
+    out = tmp_path / "out"
+    assert main(["--methods", "popularity", "--seeds", "0", "--profile", "smoke",
+                 "--results-dir", str(out), "--cache-dir", str(tmp_path / "cache"),
+                 "--plan", "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith("plan (quickest first):") and "plan: 2 runs" in printed
+    assert not list(out.rglob("seed*.json"))
