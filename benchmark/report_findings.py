@@ -1,6 +1,8 @@
-"""The Findings section: sentences computed from the results by the one rule of
-benchmark.comparisons (best method, claims against the reference and against `popularity`, cold
-targets), what README may quote."""
+"""The Findings section: short sentences computed from the results by the one rule of
+benchmark.comparisons (best method, who is better / not different / worse than the reference,
+who clears `popularity`, what the cold targets show), then one table with every number behind
+them (difference, interval, seeds, Holm p, family, detectable difference). README quotes the
+sentences; the table stays in REPORT."""
 
 from __future__ import annotations
 
@@ -12,70 +14,105 @@ from benchmark.report_comparison import Comparison
 from benchmark.report_format import PROTOCOL_TITLES, _p
 from benchmark.settings import HarnessSettings
 
+WORDS = {1: "better", 0: "no difference", -1: "worse"}
+COLD_WORDS = {1: "significantly above it", 0: "not significantly different",
+              -1: "significantly below it"}
+HEADER = ["| comparison | Δ NDCG@10 | 95% CI | seeds | Holm p | family (m) | verdict | "
+          "detectable Δ (80% power) |", "|:--|--:|:--|:--|--:|:--|:--|--:|"]
 
-def _verdict(test: dict) -> str:
-    """The one rule (benchmark.comparisons), in words."""
-    return {1: "significantly better than", -1: "significantly worse than",
-            0: "not significantly different from"}[verdict(test)]
 
-
-def _claim(name: str, test: dict, reference: str) -> str:
+def _row(name: str, against: str, test: dict, note: str = "") -> str:
+    """One comparison's numbers: the table row behind a sentence."""
     lo, hi = test["diff_ci95"]
     mde = test["mde"]
-    tail = "" if verdict(test) or not np.isfinite(mde) else (
-        f"; the test could detect {mde:.4f} at 80% power")
     seeds = "x".join(map(str, test["seeds"]))
-    items = f", {test['clusters']} target items as clusters" if test.get("clusters") else ""
-    return (f"`{name}` is {_verdict(test)} `{reference}` (Δ {test['mean_diff']:+.4f}, 95% CI "
-            f"[{lo:+.4f}, {hi:+.4f}], seed-aware test on {seeds} seeds{items}: Holm p = "
-            f"{_p(test['p_holm'])}, family {test['family']} of {test['m']}{tail})")
+    items = f" ({test['clusters']} target items as clusters)" if test.get("clusters") else ""
+    return (f"| `{name}` vs `{against}`{note}{items} | {test['mean_diff']:+.4f} | "
+            f"[{lo:+.4f}, {hi:+.4f}] | {seeds} | {_p(test['p_holm'])} | {test['family']} "
+            f"({test['m']}) | {WORDS[verdict(test)]} | "
+            f"{f'{mde:.4f}' if np.isfinite(mde) else 'n/a'} |")
+
+
+def _named(tests: dict[str, dict], names: list[str], with_diff: bool = True) -> str:
+    if not names:
+        return "none"
+    return ", ".join(f"`{n}`" + (f" (Δ {tests[n]['mean_diff']:+.4f})" if with_diff else "")
+                     for n in names)
+
+
+def _by_verdict(tests: dict[str, dict], order: list[str]) -> dict[int, list[str]]:
+    out: dict[int, list[str]] = {1: [], 0: [], -1: []}
+    for name in order:
+        if name in tests:
+            out[verdict(tests[name])].append(name)
+    return out
+
+
+def _section(c: Comparison, methods: dict, settings: HarnessSettings
+             ) -> tuple[list[str], list[str]]:
+    """(sentences, table rows) of one dataset and protocol."""
+    best = c.order[0]
+    v = methods[best].per_user(HEADLINE)
+    lo, hi = c.ci(v)
+    out = [f"- Best {HEADLINE}: `{best}`, {v.mean():.4f} [{lo:.4f}, {hi:.4f}]"
+           f"{' (the reference)' if best == c.reference else ''}."]
+    tests = {n: t for n, t in c.tests(HEADLINE).items() if t["family"] == "main"}
+    groups = _by_verdict(tests, c.order)
+    ref = c.reference
+    out += [f"- Better than `{ref}`: {_named(tests, groups[1])}.",
+            f"- Not significantly different from `{ref}`: {_named(tests, groups[0])}.",
+            f"- Worse than `{ref}`: {_named(tests, groups[-1])}."]
+    rows = [_row(n, ref, tests[n]) for n in c.order if n in tests]
+    floor = _against_popularity(c, settings)
+    if floor:
+        pop_mean, pop_tests = floor
+        g = _by_verdict(pop_tests, list(pop_tests))
+        out.append(f"- Against `popularity` ({HEADLINE} {pop_mean:.4f}): above: "
+                   f"{_named(pop_tests, g[1], False)}; not different: "
+                   f"{_named(pop_tests, g[0], False)}; below: "
+                   f"{_named(pop_tests, g[-1], False)}.")
+        rows += [_row(n, "popularity", t) for n, t in pop_tests.items()]
+    for label, _, mask in c.slices:
+        if label != "cold_item=cold":
+            continue
+        means = c.slice_means_of(mask)
+        hits = [n for n in c.order if means.get(n, 0.0) > 0]
+        n = int(mask.sum())
+        if not hits:
+            out.append(f"- Cold targets (n = {n}): no method puts one in the top 10.")
+            continue
+        top = max(hits, key=lambda m: means[m])
+        cold_tests = c.tests(HEADLINE, mask, label)
+        floor_name = c.reference_for(label)
+        sentence = (f"- Cold targets (n = {n}): {len(hits)} of {len(c.order)} methods put one "
+                    f"in the top 10; best `{top}`, {means[top]:.4f} against "
+                    f"{means.get(floor_name, 0.0):.4f} for `{floor_name}`")
+        if top in cold_tests:
+            t = cold_tests[top]
+            sentence += f", {COLD_WORDS[verdict(t)]} (Δ {t['mean_diff']:+.4f})"
+            rows.append(_row(top, floor_name, t, ", cold targets"))
+        above = [h for h in hits if h != top and verdict(cold_tests.get(h)) > 0]
+        if above:
+            sentence += f"; also above `{floor_name}`: " + ", ".join(f"`{h}`" for h in above)
+            rows += [_row(h, floor_name, cold_tests[h], ", cold targets") for h in above]
+        out.append(sentence + ".")
+    return out, rows
 
 
 def _findings(found: dict, settings: HarnessSettings) -> list[str]:
-    """Sentences computed from the results by the one rule of benchmark.comparisons: what
-    README may quote."""
+    """Sentences computed from the results by the one rule of benchmark.comparisons (what
+    README quotes), and per dataset and protocol the table of the numbers behind them."""
     lines: list[str] = []
     for (dataset, protocol), methods in sorted(found.items(),
                                                key=lambda kv: (kv[0][0], kv[0][1] != "loo")):
         c = Comparison.of(methods, settings)
         if not c.reference:
             continue
-        best = c.order[0]
-        v = methods[best].per_user(HEADLINE)
-        lo, hi = c.ci(v)
-        out = [f"- Best {HEADLINE}: `{best}`, {v.mean():.4f} [{lo:.4f}, {hi:.4f}]"
-               f"{' (the reference)' if best == c.reference else ''}."]
-        tests = c.tests(HEADLINE)
-        for name in c.order:
-            if name in tests and tests[name]["family"] == "main":
-                out.append(f"- {_claim(name, tests[name], c.reference)}.")
-        floor = _against_popularity(c, settings)
-        if floor:
-            out.append(floor)
-        for label, _, mask in c.slices:
-            if label != "cold_item=cold":
-                continue
-            means = c.slice_means_of(mask)
-            hits = [n for n in c.order if means.get(n, 0.0) > 0]
-            n = int(mask.sum())
-            if not hits:
-                out.append(f"- Cold targets (n = {n}): no method puts one in the top 10.")
-                continue
-            top = max(hits, key=lambda m: means[m])
-            cold_tests = c.tests(HEADLINE, mask, label)
-            floor = c.reference_for(label)
-            sentence = (f"- Cold targets (n = {n}): {len(hits)} of {len(c.order)} methods put "
-                        f"one in the top 10 ({', '.join(f'`{h}`' for h in hits)}); best "
-                        f"`{top}`, {HEADLINE} {means[top]:.4f} against {means.get(floor, 0.0):.4f}"
-                        f" for `{floor}`")
-            if top in cold_tests:
-                sentence += f": {_claim(top, cold_tests[top], floor)}"
-            above = [h for h in hits if h != top and verdict(cold_tests.get(h)) > 0]
-            if above:
-                sentence += (f"; also above `{floor}` by the same test: "
-                             + ", ".join(f"`{h}`" for h in above))
-            out.append(sentence + ".")
-        lines += [f"### {dataset}, {PROTOCOL_TITLES.get(protocol, protocol)}", "", *out, ""]
+        sentences, rows = _section(c, methods, settings)
+        lines += [f"### {dataset}, {PROTOCOL_TITLES.get(protocol, protocol)}", "", *sentences,
+                  ""]
+        if rows:
+            lines += [*HEADER, *rows, ""]
     if not lines:
         return []
     return ["## Findings", "",
@@ -83,14 +120,18 @@ def _findings(found: dict, settings: HarnessSettings) -> list[str]:
             "the tables: a difference is claimed only where the seed-aware test (users and "
             "training seeds both random; `benchmark/seed_test.py`) against the reference gives "
             "a Holm-corrected p < 0.05 within the method's family (the profile's `families`). "
-            "Cold targets are compared with `random`, with the target items as clusters. "
-            "Methods of the `main` family are listed; the tables below have every method.",
+            "`popularity` is compared with every `main` method by the same test, Holm over "
+            "those; cold targets with `random`, the target items as clusters. Methods of the "
+            "`main` family are listed (the tables further down have every method); each "
+            "table holds the numbers behind its sentences, and the detectable Δ is the "
+            "smallest difference the test finds with 80% power.",
             "", *lines]
 
 
-def _against_popularity(c: Comparison, settings: HarnessSettings) -> str | None:
+def _against_popularity(c: Comparison, settings: HarnessSettings
+                        ) -> tuple[float, dict[str, dict]] | None:
     """The floor every paradigm should clear: each `main`-family method (and the reference)
-    against `popularity` by the one rule, Holm across those tests."""
+    against `popularity` by the one rule, Holm across those tests; (popularity's mean, tests)."""
     pop = c.methods.get("popularity")
     if pop is None:
         return None
@@ -102,10 +143,4 @@ def _against_popularity(c: Comparison, settings: HarnessSettings) -> str | None:
     tests = compare(per_seed, "popularity", None)
     if not tests:
         return None
-    parts = []
-    for name, t in tests.items():
-        d, (lo, hi) = t["mean_diff"], t["diff_ci95"]
-        word = {1: "above", -1: "below", 0: "not different"}[verdict(t)]
-        parts.append(f"`{name}` {word} (Δ {d:+.4f} [{lo:+.4f}, {hi:+.4f}], p = {_p(t['p_holm'])})")
-    return (f"- Against `popularity` ({HEADLINE} {per_seed['popularity'].mean():.4f}; the same "
-            f"seed-aware test, Holm over these {len(tests)}): " + "; ".join(parts) + ".")
+    return float(per_seed["popularity"].mean()), tests

@@ -84,15 +84,15 @@ def test_readme_verdicts_are_the_reports_and_a_planted_mismatch_fails(tmp_path):
     findings = report.split("\n## Findings\n", 1)[1].split("\n## ", 1)[0]
     assert block.count("\n- ") >= 5 and all(
         line.lstrip("#") in findings for line in block.splitlines() if line.strip())
-    verdict = next(line for line in block.splitlines() if " is significantly " in line)
+    verdict = next(line for line in block.splitlines()
+                   if line.startswith(("- Better than", "- Worse than")) and "Δ" in line)
     planted = {
         "figure": re.sub(r"Δ ([+-])0\.(\d)", lambda m: f"Δ {m[1]}0.{(int(m[2]) + 1) % 10}",
                          verdict, count=1),
         "sign": verdict.replace("Δ +", "Δ -", 1) if "Δ +" in verdict
         else verdict.replace("Δ -", "Δ +", 1),
-        "verdict": verdict.replace("significantly better than", "not significantly "
-                                   "different from").replace("significantly worse than",
-                                                             "not significantly different from"),
+        "verdict": verdict.replace("- Better than", "- Not significantly different from", 1)
+        .replace("- Worse than", "- Not significantly different from", 1),
     }
     for what, line in planted.items():
         assert line != verdict, what

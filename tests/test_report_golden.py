@@ -274,6 +274,11 @@ def test_curve_table_says_where_each_method_stood(tmp_path):
     assert (results / "plots" / "toy_loo_curves.png").is_file()
 
 
+def _findings_rows(findings: str) -> dict[str, list[str]]:
+    """The Findings table rows by their comparison cell."""
+    return {r[0]: r for r in tables(findings)[0][1:]}
+
+
 def test_findings_state_verdicts_by_the_fixed_rule(tmp_path):
     results = tmp_path / "results"
     write_method(results, "sasrec_id", [3] * 10)
@@ -282,13 +287,16 @@ def test_findings_state_verdicts_by_the_fixed_rule(tmp_path):
     text = report(results, tmp_path)
     findings = text.split("## Findings", 1)[1].split("\n## ", 1)[0]
     assert "- Best NDCG@10: `sasrec_sid`, 1.0000 [1.0000, 1.0000]." in findings
-    assert ("- `sasrec_sid` is significantly better than `sasrec_id` (Δ +0.5000, 95% CI "
-            "[+0.5000, +0.5000], seed-aware test on 1x1 seeds: Holm p = 0, family main of 11)."
+    assert "- Better than `sasrec_id`: `sasrec_sid` (Δ +0.5000)." in findings
+    assert ("- Not significantly different from `sasrec_id`: `recformer` (Δ +0.0333)."
             in findings)
-    line = next(x for x in findings.splitlines() if x.startswith("- `recformer`"))
-    assert line.startswith("- `recformer` is not significantly different from `sasrec_id` "
-                           "(Δ +0.0333, ")
-    assert "family main of 11; the test could detect " in line
+    assert "- Worse than `sasrec_id`: none." in findings
+    rows = _findings_rows(findings)
+    assert rows["`sasrec_sid` vs `sasrec_id`"][1:] == [
+        "+0.5000", "[+0.5000, +0.5000]", "1x1", "0", "main (11)", "better", "n/a"]
+    recformer = rows["`recformer` vs `sasrec_id`"]
+    assert recformer[1] == "+0.0333" and recformer[5:7] == ["main (11)", "no difference"]
+    assert float(recformer[7]) > 0.0333  # the test could not detect a difference this small
 
 
 def test_the_rule_counts_the_seed_spread(tmp_path):
@@ -308,10 +316,11 @@ def test_the_rule_counts_the_seed_spread(tmp_path):
     # p = 0.5, x 11 by Holm -> 1; the user-level t-test alone would call it better (p = 0)
     assert rows["recformer"][7:9] == ["**1**", "0"]
     findings = text.split("## Findings", 1)[1].split("\n## ", 1)[0]
-    assert "- `sasrec_sid` is significantly better than `sasrec_id` (Δ +0.5000, " in findings
-    line = next(x for x in findings.splitlines() if x.startswith("- `recformer`"))
-    assert line.startswith("- `recformer` is not significantly different from `sasrec_id` "
-                           "(Δ +0.2500, 95% CI [-2.9266, +3.4266], seed-aware test on 2x2 seeds")
+    assert "- Better than `sasrec_id`: `sasrec_sid` (Δ +0.5000)." in findings
+    assert ("- Not significantly different from `sasrec_id`: `recformer` (Δ +0.2500)."
+            in findings)
+    assert _findings_rows(findings)["`recformer` vs `sasrec_id`"][1:6] == [
+        "+0.2500", "[-2.9266, +3.4266]", "2x2", "1", "main (11)"]
 
 
 def test_findings_test_every_main_method_against_popularity(tmp_path):
@@ -326,10 +335,14 @@ def test_findings_test_every_main_method_against_popularity(tmp_path):
     write_method(results, "item_knn", [1] * 10)  # not in the main family: not listed
     findings = report(results, tmp_path).split("## Findings", 1)[1].split("\n## ", 1)[0]
     line = next(x for x in findings.splitlines() if x.startswith("- Against `popularity`"))
-    assert line.startswith("- Against `popularity` (NDCG@10 0.3869; the same seed-aware test, "
-                           "Holm over these 3): `recformer` above (Δ +0.6131 "
-                           "[+0.6131, +0.6131], p = 0); `sasrec_id` above (Δ +0.1131 ")
-    assert "`sid_llm` not different (Δ +0.0560 " in line and "item_knn" not in line
+    assert line == ("- Against `popularity` (NDCG@10 0.3869): above: `recformer`, `sasrec_id`; "
+                    "not different: `sid_llm`; below: none.")
+    rows = _findings_rows(findings)
+    assert rows["`recformer` vs `popularity`"][1:7] == [
+        "+0.6131", "[+0.6131, +0.6131]", "1x1", "0", "all (3)", "better"]
+    assert rows["`sid_llm` vs `popularity`"][1] == "+0.0560"
+    assert rows["`sid_llm` vs `popularity`"][6] == "no difference"
+    assert not any("item_knn" in key for key in rows)
 
 
 def test_the_summary_states_the_verdicts_the_leaderboard_marks(main_run):

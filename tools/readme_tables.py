@@ -6,8 +6,9 @@ that dataset (paradigm, NDCG@10 on `loo` and `cold_item` with the one rule's ver
 reference, cold targets against `random`, training minutes), line for line. Between
 ``<!-- takeaways -->`` and ``<!-- /takeaways -->``: five sentences built from those tables alone
 (who beats the reference where, who beats `random` on cold targets, the cost range). Between
-``<!-- findings -->`` and ``<!-- /findings -->``: REPORT's "Findings", verbatim. Nothing is
-recomputed, so README states no verdict of its own.
+``<!-- findings -->`` and ``<!-- /findings -->``: REPORT's "Findings" sentences, verbatim (the
+tables of numbers behind them stay in REPORT). Nothing is recomputed, so README states no verdict
+of its own.
 
     python tools/readme_tables.py           # rewrite README.md's tables
     python tools/readme_tables.py --check   # exit 1 if README.md is not what REPORT.md gives
@@ -30,15 +31,17 @@ TAKEAWAYS = re.compile(r"(<!-- takeaways -->\n)(.*?)(<!-- /takeaways -->)", re.S
 
 
 def findings(report: str) -> str:
-    """REPORT's Findings, its intro paragraph left out, headings one level down."""
+    """REPORT's Findings sentences: its intro paragraph and number tables left out, headings
+    one level down."""
     try:
         body = report.split("\n## Findings\n", 1)[1].split("\n## ", 1)[0]
     except IndexError:
         raise SystemExit("REPORT.md has no Findings section: regenerate it first") from None
     lines = body.strip().splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith("### "))
-    return "\n".join(f"#{line}" if line.startswith("### ") else line
-                     for line in lines[start:]) + "\n"
+    kept = [line for line in lines[start:] if not line.startswith("|")]
+    text = "\n".join(f"#{line}" if line.startswith("### ") else line for line in kept)
+    return re.sub(r"\n{3,}", "\n\n", text) + "\n"
 
 
 def column(row: dict[str, str], prefix: str) -> str:
