@@ -1,11 +1,13 @@
 """What a run will cost before it starts, from the compute recorded in committed results.
 
-Every result JSON records its fit and inference seconds and the hardware it ran on. A job's
-expected time is the fit + inference seconds of the committed result of the same method, dataset,
-protocol and seed (seeds differ: early stopping ends them at different epochs), else the mean over
-that group's seeds (else the other protocol's), taken from the reference results folder whatever
-folder the run writes to; plus the job's set-up (loading the data, splitting, fingerprinting the
-code), which the CLI measures on this machine before it prints the plan (:func:`setup_seconds`).
+Every result JSON records its fit and inference seconds, the hardware it ran on, and (since
+December 2026) ``total_seconds``: the job's whole wall-clock time, set-up included. A job's
+expected time is the recorded time of the committed result of the same method, dataset, protocol
+and seed (seeds differ: early stopping ends them at different epochs), else the mean over that
+group's seeds (else the other protocol's), taken from the reference results folder whatever
+folder the run writes to. A result from before ``total_seconds`` counts fit + inference plus the
+job's set-up (loading the data, splitting, fingerprinting the code), which the CLI measures on
+this machine before it prints the plan (:func:`setup_seconds`).
 A method with no recorded run has no estimate: the plan says so rather than guess. The estimate
 is as good as the match between this machine and the recording one: the plan names the recording
 hardware, and every finished job prints its actual time beside the planned one.
@@ -29,6 +31,9 @@ class Record:
     seconds: list[float]  # fit + inference seconds, one per result file
     hardware: str  # the recording hardware, as "<device>, <n> cores, <t> threads"
     by_seed: dict[int, float] = field(default_factory=dict)  # seed -> its seconds
+    # seeds whose seconds are fit + inference only (results from before total_seconds)
+    without_setup: frozenset[int] = frozenset()
+    mean_without_setup: float = 0.0  # the share of ``seconds`` that leave set-up out
 
 
 def _hardware(result: dict[str, Any]) -> str:
@@ -41,13 +46,15 @@ def recorded(results_dir: Path) -> dict[tuple[str, str, str], Record]:
     """(dataset, protocol, method) -> the committed results' seconds and hardware."""
     seconds: dict[tuple[str, str, str], list[float]] = defaultdict(list)
     by_seed: dict[tuple[str, str, str], dict[int, float]] = defaultdict(dict)
+    partial: dict[tuple[str, str, str], list[int]] = defaultdict(list)
     hardware: dict[tuple[str, str, str], str] = {}
     for path in sorted(Path(results_dir).glob("*/*/*/seed*.json")):
         try:
             result = json.loads(path.read_text())
             timing = result.get("timing") or {}
-            total = float(timing.get("fit_seconds") or 0) + float(
-                timing.get("inference_seconds") or 0)
+            whole = timing.get("total_seconds")
+            total = float(whole) if whole is not None else float(
+                timing.get("fit_seconds") or 0) + float(timing.get("inference_seconds") or 0)
         except (OSError, ValueError, TypeError):
             continue  # the report refuses damaged files; a plan just skips them
         key = (path.parts[-4], path.parts[-3], path.parts[-2])
@@ -55,30 +62,42 @@ def recorded(results_dir: Path) -> dict[tuple[str, str, str], Record]:
         seed = path.stem.removeprefix("seed")
         if seed.isdigit():
             by_seed[key][int(seed)] = total
+        if whole is None:
+            partial[key].append(int(seed) if seed.isdigit() else -1)
         hardware.setdefault(key, _hardware(result))
-    return {k: Record(v, hardware[k], by_seed[k]) for k, v in seconds.items()}
+    return {k: Record(v, hardware[k], by_seed[k], frozenset(partial[k]),
+                      len(partial[k]) / len(v)) for k, v in seconds.items()}
+
+
+def _lookup(records: dict, dataset: str, protocol: str, method: str,
+            seed: int | None) -> tuple[float, float] | None:
+    """(recorded seconds, share of them that leave set-up out) of a job, or None."""
+    for p in (protocol, "cold_item" if protocol == "loo" else "loo"):
+        rec = records.get((dataset, p, method))
+        if rec and rec.seconds:
+            if seed is not None and seed in rec.by_seed:
+                return rec.by_seed[seed], float(seed in rec.without_setup)
+            return sum(rec.seconds) / len(rec.seconds), rec.mean_without_setup
+    return None
 
 
 def expected(records: dict, dataset: str, protocol: str, method: str,
              seed: int | None = None) -> float | None:
     """Recorded seconds of a job: its own seed's when recorded, else the mean over its group's
     seeds, from its protocol or else the other one; None if none."""
-    for p in (protocol, "cold_item" if protocol == "loo" else "loo"):
-        rec = records.get((dataset, p, method))
-        if rec and rec.seconds:
-            if seed is not None and seed in rec.by_seed:
-                return rec.by_seed[seed]
-            return sum(rec.seconds) / len(rec.seconds)
-    return None
+    found = _lookup(records, dataset, protocol, method, seed)
+    return None if found is None else found[0]
 
 
 def job_expected(records: dict, job: Any, setup: dict[tuple[str, str], float] | None = None
                  ) -> float | None:
-    """A job's expected wall-clock seconds: its recorded compute plus its measured set-up."""
-    seconds = expected(records, job.dataset, job.protocol, job.method, job.seed)
-    if seconds is None:
+    """A job's expected wall-clock seconds: its recorded time, plus its measured set-up where
+    the record leaves set-up out."""
+    found = _lookup(records, job.dataset, job.protocol, job.method, job.seed)
+    if found is None:
         return None
-    return seconds + (setup or {}).get((job.dataset, job.protocol), 0.0)
+    seconds, without = found
+    return seconds + without * (setup or {}).get((job.dataset, job.protocol), 0.0)
 
 
 def setup_seconds(jobs: Sequence[Any], prepare: Any) -> dict[tuple[str, str], float]:

@@ -273,6 +273,7 @@ def run_with_outcome(req: RunRequest) -> tuple[Path, str]:
     """
     import torch
 
+    started = time.perf_counter()
     settings = harness_settings(req.profile, req.harness_overrides)
     if settings.threads:
         torch.set_num_threads(settings.threads)
@@ -294,14 +295,16 @@ def run_with_outcome(req: RunRequest) -> tuple[Path, str]:
         if problem != NOT_FINISHED:
             print(f"warning: cached run {cached} is damaged ({problem}); recomputing it",
                   file=sys.stderr)
-        _compute(req, settings, dataset, split, cls, config, cached, code)
+        _compute(req, settings, dataset, split, cls, config, cached, code, started)
         install(cached, target)
     return target, COMPUTED
 
 
 def _compute(req: RunRequest, settings: HarnessSettings, dataset: Dataset, split: Split,
-             cls: type, config: Any, cached: Path, code: str) -> None:
-    """Fit, evaluate on the test cases, and write the finished run into ``cached``."""
+             cls: type, config: Any, cached: Path, code: str, started: float) -> None:
+    """Fit, evaluate on the test cases, and write the finished run into ``cached``; its
+    ``timing.total_seconds`` counts from ``started`` (the job's start: data, split, code
+    fingerprint, fit, test, diagnostics), what a plan of a later run expects a job to take."""
     adapter, ctx, fit_seconds = fit_adapter(req, settings, dataset, split)
     progress = _progress(req.show_progress, f"{req.method} test")
     # A ranking method may ask for a longer test list than the harness's top_k (TIGER's beam
@@ -350,4 +353,5 @@ def _compute(req: RunRequest, settings: HarnessSettings, dataset: Dataset, split
         "metrics": slice_metrics(per_user, slices, ev.list_length, settings),
         "diagnostics": jsonable(diagnostics),
     }
+    result["timing"]["total_seconds"] = time.perf_counter() - started
     write_run(cached, per_user, result)

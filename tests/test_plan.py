@@ -8,13 +8,15 @@ from benchmark.grid import Job
 from benchmark.plan import cheap_first, expected, plan_lines, recorded
 
 
-def _write(root, dataset, protocol, method, seed, fit, inference=0.0):
+def _write(root, dataset, protocol, method, seed, fit, inference=0.0, total=None):
     folder = root / dataset / protocol / method
     folder.mkdir(parents=True, exist_ok=True)
     hw = {"device": "cpu", "cpu_count": 2, "torch_threads": 1}
+    timing = {"fit_seconds": fit, "inference_seconds": inference}
+    if total is not None:
+        timing["total_seconds"] = total
     (folder / f"seed{seed}.json").write_text(json.dumps(
-        {"timing": {"fit_seconds": fit, "inference_seconds": inference},
-         "environment": {"hardware": hw}}))
+        {"timing": timing, "environment": {"hardware": hw}}))
 
 
 def test_expected_times_come_from_recorded_results(tmp_path):
@@ -66,6 +68,12 @@ def test_a_seed_is_planned_from_its_own_record_plus_the_measured_setup(tmp_path)
     assert job_expected(records, jobs[1], setup) == 102.0
     assert job_expected(records, jobs[2], setup) == 77.0  # unrecorded seed: the group's mean
     assert cheap_first(jobs, records)[0].seed == 1
+    # a result that records its whole wall-clock time already holds its set-up
+    _write(tmp_path, "ml", "loo", "m", 0, 100, total=104)
+    records = recorded(tmp_path)
+    assert job_expected(records, jobs[1], setup) == 104.0
+    assert job_expected(records, jobs[0], setup) == 52.0
+    assert job_expected(records, jobs[2], setup) == (104 + 52) / 2  # set-up for half of them
 
 
 def test_plan_flag_prints_the_plan_and_runs_nothing(tmp_path, capsys):
