@@ -51,7 +51,7 @@ def _run(module: Path, dataset: Path, out: Path, cache: Path, methods: str, caps
                  "--cache-dir", str(cache), "--no-report", "--no-progress"])
     printed = capsys.readouterr().out
     assert code == 0, printed
-    found = {m: re.search(rf"^{m} .*\((computed|reused from the cache)\)$", printed, re.M)
+    found = {m: re.search(rf"^{m} .*\((computed|reused from the cache)\)  took ", printed, re.M)
              for m in methods.split(",")}
     return {m: match and match.group(1) for m, match in found.items()}
 
