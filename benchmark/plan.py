@@ -8,9 +8,14 @@ group's seeds (else the other protocol's), taken from the reference results fold
 folder the run writes to. A result from before ``total_seconds`` counts fit + inference plus the
 job's set-up (loading the data, splitting, fingerprinting the code), which the CLI measures on
 this machine before it prints the plan (:func:`setup_seconds`).
-A method with no recorded run has no estimate: the plan says so rather than guess. The estimate
-is as good as the match between this machine and the recording one: the plan names the recording
-hardware, and every finished job prints its actual time beside the planned one.
+
+The reference results were recorded two runs at a time, one thread each, with a warm cache; a
+user's ``--all`` runs alone at the profile's threads from an empty cache. So a calibration run
+made under a user's conditions (``tools/plan_calibration.py``, :data:`CALIBRATION`) sets the
+expected time of the jobs it finished, and the median ratio of its times to the recorded ones
+scales every other recorded time. A method with no recorded run has no estimate: the plan says
+so rather than guess. The plan names where each estimate comes from, and every finished job
+prints its actual time beside the planned one.
 
 :func:`cheap_first` orders a grid by expected time (unknown last), so the quick results arrive
 first; the cache's locks keep shared artefacts safe in any order.
@@ -28,12 +33,22 @@ from typing import Any
 
 @dataclass(frozen=True)
 class Record:
-    seconds: list[float]  # fit + inference seconds, one per result file
+    seconds: list[float]  # expected seconds, one per result file
     hardware: str  # the recording hardware, as "<device>, <n> cores, <t> threads"
     by_seed: dict[int, float] = field(default_factory=dict)  # seed -> its seconds
     # seeds whose seconds are fit + inference only (results from before total_seconds)
     without_setup: frozenset[int] = frozenset()
     mean_without_setup: float = 0.0  # the share of ``seconds`` that leave set-up out
+    calibrated: frozenset[int] = frozenset()  # seeds the calibration run measured
+    ratio: float = 1.0  # the calibration ratio applied to the other seeds
+    calibration: str = ""  # the calibration run's hardware
+
+    def source(self, seeds: Sequence[int]) -> str:
+        """Where the expected times of these seeds come from, in words."""
+        if self.calibrated and set(seeds) <= self.calibrated:
+            return f"measured by the calibration run on {self.calibration}"
+        scaled = f" x {self.ratio:.2f} (calibration ratio)" if self.ratio != 1.0 else ""
+        return f"recorded on {self.hardware}{scaled}"
 
 
 def _hardware(result: dict[str, Any]) -> str:
@@ -42,12 +57,14 @@ def _hardware(result: dict[str, Any]) -> str:
     return text + (f", {hw['torch_threads']} threads" if hw.get("torch_threads") else "")
 
 
-def recorded(results_dir: Path) -> dict[tuple[str, str, str], Record]:
-    """(dataset, protocol, method) -> the committed results' seconds and hardware."""
-    seconds: dict[tuple[str, str, str], list[float]] = defaultdict(list)
-    by_seed: dict[tuple[str, str, str], dict[int, float]] = defaultdict(dict)
-    partial: dict[tuple[str, str, str], list[int]] = defaultdict(list)
-    hardware: dict[tuple[str, str, str], str] = {}
+CALIBRATION = Path("timing") / "plan-calibration.json"  # inside the reference results folder
+MIN_RATIO_SECONDS = 20.0  # jobs shorter than this are mostly set-up: left out of the ratio
+
+
+def _result_rows(results_dir: Path) -> list[tuple[tuple[str, str, str], int | None, float,
+                                                   bool, str]]:
+    """(key, seed, seconds, leaves set-up out, hardware) of every readable result file."""
+    rows = []
     for path in sorted(Path(results_dir).glob("*/*/*/seed*.json")):
         try:
             result = json.loads(path.read_text())
@@ -57,16 +74,97 @@ def recorded(results_dir: Path) -> dict[tuple[str, str, str], Record]:
                 timing.get("fit_seconds") or 0) + float(timing.get("inference_seconds") or 0)
         except (OSError, ValueError, TypeError):
             continue  # the report refuses damaged files; a plan just skips them
-        key = (path.parts[-4], path.parts[-3], path.parts[-2])
-        seconds[key].append(total)
         seed = path.stem.removeprefix("seed")
-        if seed.isdigit():
-            by_seed[key][int(seed)] = total
-        if whole is None:
-            partial[key].append(int(seed) if seed.isdigit() else -1)
-        hardware.setdefault(key, _hardware(result))
-    return {k: Record(v, hardware[k], by_seed[k], frozenset(partial[k]),
-                      len(partial[k]) / len(v)) for k, v in seconds.items()}
+        rows.append(((path.parts[-4], path.parts[-3], path.parts[-2]),
+                     int(seed) if seed.isdigit() else None, total, whole is None,
+                     _hardware(result)))
+    return rows
+
+
+def read_calibration(results_dir: Path) -> tuple[dict[tuple[str, str, str, int], float], str]:
+    """The calibration run's job seconds {(dataset, protocol, method, seed): s} and its
+    hardware; empty when the reference folder has none (:func:`write_calibration`)."""
+    path = Path(results_dir) / CALIBRATION
+    try:
+        data = json.loads(path.read_text())
+        jobs = {tuple(k.split("/")[:3]) + (int(k.split("/")[3].removeprefix("seed")),):
+                float(v) for k, v in data["jobs"].items()}
+        return jobs, str(data.get("hardware", "?"))
+    except (OSError, ValueError, KeyError, TypeError, IndexError):
+        return {}, ""
+
+
+def write_calibration(run_dir: Path, output: Path, note: str = "") -> dict[str, Any]:
+    """Record the whole-job seconds of every result in ``run_dir`` that has them (a run of
+    ``--all`` on an idle machine, empty cache, the profile's threads: the conditions of a
+    user's first run) as the plan's calibration."""
+    jobs, hardware, commits = {}, set(), set()
+    for path in sorted(Path(run_dir).glob("*/*/*/seed*.json")):
+        result = json.loads(path.read_text())
+        seconds = (result.get("timing") or {}).get("total_seconds")
+        if seconds is None:
+            continue
+        jobs["/".join(path.parts[-4:-1]) + "/" + path.stem] = round(float(seconds), 2)
+        hardware.add(_hardware(result))
+        commits.add((result.get("environment") or {}).get("git_commit"))
+    if not jobs:
+        raise ValueError(f"{run_dir}: no result records total_seconds")
+    data = {"what": "whole-job seconds of a calibration run; the plan expects these jobs to "
+                    "take as long, and scales the other recorded times by the median ratio",
+            "note": note, "hardware": ", ".join(sorted(hardware)),
+            "commits": sorted(c for c in commits if c), "jobs": jobs}
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+    return data
+
+
+def calibration_ratio(rows: list, calibrated: dict) -> float:
+    """Median of calibrated / recorded seconds over the jobs both have (recorded at least
+    MIN_RATIO_SECONDS); 1.0 when there are none."""
+    ratios = sorted(calibrated[(*key, seed)] / seconds for key, seed, seconds, _, _ in rows
+                    if seed is not None and (*key, seed) in calibrated
+                    and seconds >= MIN_RATIO_SECONDS)
+    if not ratios:
+        return 1.0
+    mid = len(ratios) // 2
+    return ratios[mid] if len(ratios) % 2 else (ratios[mid - 1] + ratios[mid]) / 2
+
+
+def recorded(results_dir: Path) -> dict[tuple[str, str, str], Record]:
+    """(dataset, protocol, method) -> the seconds the plan expects, and where they come from.
+
+    A job measured by the calibration run (:data:`CALIBRATION`) is expected to take its
+    measured time; every other recorded time is scaled by the calibration's median ratio, since
+    the reference results were recorded under other conditions (two runs at a time, one thread
+    each, a warm cache)."""
+    rows = _result_rows(results_dir)
+    calibrated, calibration_hw = read_calibration(results_dir)
+    ratio = calibration_ratio(rows, calibrated)
+    by_seed: dict[tuple[str, str, str], dict[int, float]] = defaultdict(dict)
+    extra: dict[tuple[str, str, str], list[float]] = defaultdict(list)
+    partial: dict[tuple[str, str, str], set[int]] = defaultdict(set)
+    hardware: dict[tuple[str, str, str], str] = {}
+    measured: dict[tuple[str, str, str], set[int]] = defaultdict(set)
+    for key, seed, seconds, without, hw in rows:
+        hardware.setdefault(key, hw)
+        if seed is None:
+            extra[key].append(seconds * ratio)
+        elif (*key, seed) not in calibrated:
+            by_seed[key][seed] = seconds * ratio
+            if without:
+                partial[key].add(seed)
+    for (dataset, protocol, method, seed), seconds in calibrated.items():
+        key = (dataset, protocol, method)
+        by_seed[key][seed] = seconds
+        partial[key].discard(seed)
+        measured[key].add(seed)
+    out = {}
+    for key in set(by_seed) | set(extra):
+        values = [*by_seed[key].values(), *extra[key]]
+        out[key] = Record(values, hardware.get(key, calibration_hw), dict(by_seed[key]),
+                          frozenset(partial[key]), len(partial[key]) / len(values),
+                          frozenset(measured[key]), ratio, calibration_hw)
+    return out
 
 
 def _lookup(records: dict, dataset: str, protocol: str, method: str,
@@ -153,7 +251,8 @@ def plan_lines(jobs: Sequence[Any], records: dict,
             each = sum(known) / len(known)
             rec = records.get((dataset, protocol, method)) or next(
                 r for (d, _, m), r in records.items() if d == dataset and m == method)
-            cost = f"~{_duration(sum(known))} ({_duration(each)} each; recorded on {rec.hardware})"
+            source = rec.source([job.seed for job in group])
+            cost = f"~{_duration(sum(known))} ({_duration(each)} each; {source})"
         lines.append(f"  {method:22s} {dataset:18s} {protocol:9s} seeds {seeds_text:10s} {cost}")
     tail = f"plan: {len(jobs)} runs, expected ~{_duration(total)}"
     if unknown:

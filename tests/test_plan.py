@@ -86,3 +86,27 @@ def test_plan_flag_prints_the_plan_and_runs_nothing(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert printed.startswith("plan (quickest first):") and "plan: 2 runs" in printed
     assert not list(out.rglob("seed*.json"))
+
+
+def test_a_calibration_run_sets_its_jobs_and_scales_the_others(tmp_path):
+    from benchmark.plan import CALIBRATION, job_expected, write_calibration
+
+    reference, run = tmp_path / "results", tmp_path / "run"
+    _write(reference, "ml", "loo", "a", 0, 100)
+    _write(reference, "ml", "loo", "b", 0, 40)
+    _write(reference, "ml", "loo", "c", 0, 200)
+    _write(reference, "ml", "loo", "tiny", 0, 0.1)
+    _write(run, "ml", "loo", "a", 0, 70, total=80)  # measured: 0.8 of the record
+    _write(run, "ml", "loo", "b", 0, 20, total=24)  # 0.6
+    _write(run, "ml", "loo", "tiny", 0, 0.1, total=1.5)  # mostly set-up: not in the ratio
+    _write(run, "ml", "loo", "old", 0, 5)  # no total_seconds: not calibration material
+    data = write_calibration(run, reference / CALIBRATION, "idle")
+    assert set(data["jobs"]) == {"ml/loo/a/seed0", "ml/loo/b/seed0", "ml/loo/tiny/seed0"}
+    records = recorded(reference)
+    setup = {("ml", "loo"): 1.0}
+    assert job_expected(records, Job("ml", "loo", "a", 0), setup) == 80.0
+    assert job_expected(records, Job("ml", "loo", "tiny", 0), setup) == 1.5
+    # c was not calibrated: its record times the median ratio (0.6 and 0.8: 0.7), plus set-up
+    assert abs(job_expected(records, Job("ml", "loo", "c", 0), setup) - 141.0) < 1e-9
+    assert records[("ml", "loo", "a")].source([0]).startswith("measured by the calibration run")
+    assert records[("ml", "loo", "c")].source([0]).endswith("x 0.70 (calibration ratio)")
