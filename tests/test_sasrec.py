@@ -136,3 +136,32 @@ def test_negatives_avoid_the_users_own_items():
                             N_ITEMS, torch.Generator().manual_seed(0), tries=100)
     assert set(negs[0].tolist()) <= {10, 11}
     assert len(set(negs[1].tolist())) > 2
+
+
+def test_the_bce_gradient_is_the_same_on_every_run_with_two_threads():
+    """Indexing's backward (``table[items]``) accumulates repeated rows in a thread-dependent
+    order: two runs of one seed drifted apart on a 2-thread CPU. The BCE loss gathers item
+    vectors with ``F.embedding``, whose gradient is the same on every run."""
+    from benchmark.models.sasrec import SASRecConfig, _loss
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        torch.manual_seed(0)
+        n_items = 300
+        model = SASRec(IDEmbedder(n_items, 16), 8, 16, 1, 1, 0.0)
+        gen = torch.Generator().manual_seed(0)
+        inputs = torch.randint(n_items, (512, 8), generator=gen)
+        targets = torch.randint(n_items, (512, 8), generator=gen)
+        negatives = torch.randint(5, (512, 8), generator=gen)  # few items, many repeats
+        cfg = SASRecConfig(loss="bce", max_len=8, hidden=16)
+
+        def gradient() -> torch.Tensor:
+            model.zero_grad(set_to_none=True)
+            _loss(model, inputs, targets, cfg, negatives).backward()
+            return torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+
+        first = gradient()
+        assert all(torch.equal(first, gradient()) for _ in range(10))
+    finally:
+        torch.set_num_threads(threads)
