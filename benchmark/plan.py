@@ -213,12 +213,18 @@ def setup_seconds(jobs: Sequence[Any], prepare: Any) -> dict[tuple[str, str], fl
     return out
 
 
+ORDER_STEP = 10.0  # seconds: jobs whose expected times fall in one step keep the grid's order
+
+
 def cheap_first(jobs: Sequence[Any], records: dict) -> list[Any]:
-    """The jobs by expected time, quickest first; jobs with no estimate last, in given order."""
-    def key(item: tuple[int, Any]) -> tuple[bool, float, int]:
+    """The jobs by expected time in steps of ORDER_STEP seconds, quickest first; within a step,
+    and for the jobs with no estimate (last), the given order. The steps keep the order stable
+    when a calibration changes a few-second job by a second, so the job that first loads a
+    dataset stays the same one."""
+    def key(item: tuple[int, Any]) -> tuple[bool, int, int]:
         i, job = item
         e = expected(records, job.dataset, job.protocol, job.method, job.seed)
-        return (e is None, e or 0.0, i)
+        return (e is None, int((e or 0.0) // ORDER_STEP), i)
 
     return [job for _, job in sorted(enumerate(jobs), key=key)]
 
