@@ -42,6 +42,7 @@ class Record:
     calibrated: frozenset[int] = frozenset()  # seeds the calibration run measured
     ratio: float = 1.0  # the calibration ratio applied to the other seeds
     calibration: str = ""  # the calibration run's hardware
+    ran_at: dict[int, int] = field(default_factory=dict)  # seed -> position in the calibration run
 
     def source(self, seeds: Sequence[int]) -> str:
         """Where the expected times of these seeds come from, in words."""
@@ -81,30 +82,39 @@ def _result_rows(results_dir: Path) -> list[tuple[tuple[str, str, str], int | No
     return rows
 
 
-def read_calibration(results_dir: Path) -> tuple[dict[tuple[str, str, str, int], float], str]:
-    """The calibration run's job seconds {(dataset, protocol, method, seed): s} and its
-    hardware; empty when the reference folder has none (:func:`write_calibration`)."""
+def _job_key(text: str) -> tuple[str, str, str, int]:
+    dataset, protocol, method, seed = text.split("/")
+    return dataset, protocol, method, int(seed.removeprefix("seed"))
+
+
+def read_calibration(results_dir: Path) -> tuple[dict[tuple[str, str, str, int], float], str,
+                                                 list[tuple[str, str, str, int]]]:
+    """The calibration run's job seconds {(dataset, protocol, method, seed): s}, its hardware
+    and the order its jobs ran in; empty when the reference folder has none
+    (:func:`write_calibration`)."""
     path = Path(results_dir) / CALIBRATION
     try:
         data = json.loads(path.read_text())
-        jobs = {tuple(k.split("/")[:3]) + (int(k.split("/")[3].removeprefix("seed")),):
-                float(v) for k, v in data["jobs"].items()}
-        return jobs, str(data.get("hardware", "?"))
+        jobs = {_job_key(k): float(v) for k, v in data["jobs"].items()}
+        order = [_job_key(k) for k in data.get("order", [])]
+        return jobs, str(data.get("hardware", "?")), order
     except (OSError, ValueError, KeyError, TypeError, IndexError):
-        return {}, ""
+        return {}, "", []
 
 
 def write_calibration(run_dir: Path, output: Path, note: str = "") -> dict[str, Any]:
     """Record the whole-job seconds of every result in ``run_dir`` that has them (a run of
     ``--all`` on an idle machine, empty cache, the profile's threads: the conditions of a
     user's first run) as the plan's calibration."""
-    jobs, hardware, commits = {}, set(), set()
+    jobs, hardware, commits, finished = {}, set(), set(), {}
     for path in sorted(Path(run_dir).glob("*/*/*/seed*.json")):
         result = json.loads(path.read_text())
         seconds = (result.get("timing") or {}).get("total_seconds")
         if seconds is None:
             continue
-        jobs["/".join(path.parts[-4:-1]) + "/" + path.stem] = round(float(seconds), 2)
+        name = "/".join(path.parts[-4:-1]) + "/" + path.stem
+        jobs[name] = round(float(seconds), 2)
+        finished[name] = path.stat().st_mtime  # a result is written when its job ends
         hardware.add(_hardware(result))
         commits.add((result.get("environment") or {}).get("git_commit"))
     if not jobs:
@@ -112,7 +122,8 @@ def write_calibration(run_dir: Path, output: Path, note: str = "") -> dict[str, 
     data = {"what": "whole-job seconds of a calibration run; the plan expects these jobs to "
                     "take as long, and scales the other recorded times by the median ratio",
             "note": note, "hardware": ", ".join(sorted(hardware)),
-            "commits": sorted(c for c in commits if c), "jobs": jobs}
+            "commits": sorted(c for c in commits if c), "jobs": jobs,
+            "order": sorted(finished, key=finished.get)}
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
     return data
@@ -138,7 +149,7 @@ def recorded(results_dir: Path) -> dict[tuple[str, str, str], Record]:
     the reference results were recorded under other conditions (two runs at a time, one thread
     each, a warm cache)."""
     rows = _result_rows(results_dir)
-    calibrated, calibration_hw = read_calibration(results_dir)
+    calibrated, calibration_hw, order = read_calibration(results_dir)
     ratio = calibration_ratio(rows, calibrated)
     by_seed: dict[tuple[str, str, str], dict[int, float]] = defaultdict(dict)
     extra: dict[tuple[str, str, str], list[float]] = defaultdict(list)
@@ -158,12 +169,15 @@ def recorded(results_dir: Path) -> dict[tuple[str, str, str], Record]:
         by_seed[key][seed] = seconds
         partial[key].discard(seed)
         measured[key].add(seed)
+    ran_at: dict[tuple[str, str, str], dict[int, int]] = defaultdict(dict)
+    for position, (dataset, protocol, method, seed) in enumerate(order):
+        ran_at[(dataset, protocol, method)][seed] = position
     out = {}
     for key in set(by_seed) | set(extra):
         values = [*by_seed[key].values(), *extra[key]]
         out[key] = Record(values, hardware.get(key, calibration_hw), dict(by_seed[key]),
                           frozenset(partial[key]), len(partial[key]) / len(values),
-                          frozenset(measured[key]), ratio, calibration_hw)
+                          frozenset(measured[key]), ratio, calibration_hw, dict(ran_at[key]))
     return out
 
 
@@ -217,14 +231,18 @@ ORDER_STEP = 10.0  # seconds: jobs whose expected times fall in one step keep th
 
 
 def cheap_first(jobs: Sequence[Any], records: dict) -> list[Any]:
-    """The jobs by expected time in steps of ORDER_STEP seconds, quickest first; within a step,
-    and for the jobs with no estimate (last), the given order. The steps keep the order stable
-    when a calibration changes a few-second job by a second, so the job that first loads a
-    dataset stays the same one."""
-    def key(item: tuple[int, Any]) -> tuple[bool, int, int]:
+    """The jobs a calibration run measured first, in the order it ran them (so each one-off
+    cost, a dataset's first load or the text embeddings and semantic IDs a first job builds for
+    the later ones, falls on the job that paid it there); then the others by expected time in
+    steps of ORDER_STEP seconds, quickest first; within a step, and for the jobs with no
+    estimate (last), the given order."""
+    def key(item: tuple[int, Any]) -> tuple[int, int, int]:
         i, job = item
+        rec = records.get((job.dataset, job.protocol, job.method))
+        if rec is not None and job.seed in rec.ran_at:
+            return (0, rec.ran_at[job.seed], i)
         e = expected(records, job.dataset, job.protocol, job.method, job.seed)
-        return (e is None, int((e or 0.0) // ORDER_STEP), i)
+        return (2 if e is None else 1, int((e or 0.0) // ORDER_STEP), i)
 
     return [job for _, job in sorted(enumerate(jobs), key=key)]
 

@@ -100,7 +100,12 @@ def test_a_calibration_run_sets_its_jobs_and_scales_the_others(tmp_path):
     _write(run, "ml", "loo", "b", 0, 20, total=24)  # 0.6
     _write(run, "ml", "loo", "tiny", 0, 0.1, total=1.5)  # mostly set-up: not in the ratio
     _write(run, "ml", "loo", "old", 0, 5)  # no total_seconds: not calibration material
+    import os
+
+    for name, when in (("a", 3), ("b", 1), ("tiny", 2)):  # the order the jobs ended in
+        os.utime(run / "ml" / "loo" / name / "seed0.json", (when, when))
     data = write_calibration(run, reference / CALIBRATION, "idle")
+    assert data["order"] == ["ml/loo/b/seed0", "ml/loo/tiny/seed0", "ml/loo/a/seed0"]
     assert set(data["jobs"]) == {"ml/loo/a/seed0", "ml/loo/b/seed0", "ml/loo/tiny/seed0"}
     records = recorded(reference)
     setup = {("ml", "loo"): 1.0}
@@ -108,5 +113,8 @@ def test_a_calibration_run_sets_its_jobs_and_scales_the_others(tmp_path):
     assert job_expected(records, Job("ml", "loo", "tiny", 0), setup) == 1.5
     # c was not calibrated: its record times the median ratio (0.6 and 0.8: 0.7), plus set-up
     assert abs(job_expected(records, Job("ml", "loo", "c", 0), setup) - 141.0) < 1e-9
+    grid = [Job("ml", "loo", m, 0) for m in ("c", "a", "tiny", "b")]
+    # the calibrated jobs first, as the calibration ran them; then the rest by expected time
+    assert [j.method for j in cheap_first(grid, records)] == ["b", "tiny", "a", "c"]
     assert records[("ml", "loo", "a")].source([0]).startswith("measured by the calibration run")
     assert records[("ml", "loo", "c")].source([0]).endswith("x 0.70 (calibration ratio)")
