@@ -181,16 +181,27 @@ def recorded(results_dir: Path) -> dict[tuple[str, str, str], Record]:
     return out
 
 
+def _record(records: dict, dataset: str, protocol: str, method: str) -> Record | None:
+    """The record a job is planned from: its own protocol's, else the other protocol's; a
+    ``<method>@<index>`` run with no record of its own is planned like its base method."""
+    other = "cold_item" if protocol == "loo" else "loo"
+    base = method.split("@", 1)[0]
+    for p, name in ((protocol, method), (other, method), (protocol, base), (other, base)):
+        rec = records.get((dataset, p, name))
+        if rec and rec.seconds:
+            return rec
+    return None
+
+
 def _lookup(records: dict, dataset: str, protocol: str, method: str,
             seed: int | None) -> tuple[float, float] | None:
     """(recorded seconds, share of them that leave set-up out) of a job, or None."""
-    for p in (protocol, "cold_item" if protocol == "loo" else "loo"):
-        rec = records.get((dataset, p, method))
-        if rec and rec.seconds:
-            if seed is not None and seed in rec.by_seed:
-                return rec.by_seed[seed], float(seed in rec.without_setup)
-            return sum(rec.seconds) / len(rec.seconds), rec.mean_without_setup
-    return None
+    rec = _record(records, dataset, protocol, method)
+    if rec is None:
+        return None
+    if seed is not None and seed in rec.by_seed:
+        return rec.by_seed[seed], float(seed in rec.without_setup)
+    return sum(rec.seconds) / len(rec.seconds), rec.mean_without_setup
 
 
 def expected(records: dict, dataset: str, protocol: str, method: str,
@@ -273,9 +284,10 @@ def plan_lines(jobs: Sequence[Any], records: dict,
             known = [t for t in times if t is not None]
             total += sum(known)
             each = sum(known) / len(known)
-            rec = records.get((dataset, protocol, method)) or next(
-                r for (d, _, m), r in records.items() if d == dataset and m == method)
+            rec = _record(records, dataset, protocol, method)
             source = rec.source([job.seed for job in group])
+            if not any(records.get((dataset, p, method)) for p in ("loo", "cold_item")):
+                source = f"as {method.split('@', 1)[0]}, {source}"
             cost = f"~{_duration(sum(known))} ({_duration(each)} each; {source})"
         lines.append(f"  {method:22s} {dataset:18s} {protocol:9s} seeds {seeds_text:10s} {cost}")
     tail = f"plan: {len(jobs)} runs, expected ~{_duration(total)}"

@@ -118,3 +118,11 @@ def test_a_calibration_run_sets_its_jobs_and_scales_the_others(tmp_path):
     assert [j.method for j in cheap_first(grid, records)] == ["b", "tiny", "a", "c"]
     assert records[("ml", "loo", "a")].source([0]).startswith("measured by the calibration run")
     assert records[("ml", "loo", "c")].source([0]).endswith("x 0.70 (calibration ratio)")
+
+
+def test_a_run_on_a_published_index_is_planned_like_its_base_method(tmp_path):
+    _write(tmp_path, "amazon", "loo", "tiger", 0, 600)
+    records = recorded(tmp_path)
+    assert expected(records, "amazon", "loo", "tiger@rqvae_native", 0) == 600.0
+    lines, total, unknown = plan_lines([Job("amazon", "loo", "tiger@rqvae_native", 0)], records)
+    assert total == 600.0 and unknown == 0 and "as tiger, recorded on" in lines[1]
