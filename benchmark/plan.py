@@ -71,9 +71,14 @@ def _result_rows(results_dir: Path) -> list[tuple[tuple[str, str, str], int | No
             result = json.loads(path.read_text())
             timing = result.get("timing") or {}
             whole = timing.get("total_seconds")
-            total = float(whole) if whole is not None else float(
-                timing.get("fit_seconds") or 0) + float(timing.get("inference_seconds") or 0)
-        except (OSError, ValueError, TypeError):
+            fit = float(timing.get("fit_seconds") or 0)
+            # A model served from the checkpoint cache records its reload as the fit; its
+            # training curve keeps the seconds the training took.
+            curve = (result.get("training") or {}).get("curve") or []
+            trained = max([float(p.get("seconds") or 0) for p in curve], default=0.0)
+            total = (float(whole) if whole is not None else
+                     fit + float(timing.get("inference_seconds") or 0)) + max(trained - fit, 0.0)
+        except (OSError, ValueError, TypeError, AttributeError):
             continue  # the report refuses damaged files; a plan just skips them
         seed = path.stem.removeprefix("seed")
         rows.append(((path.parts[-4], path.parts[-3], path.parts[-2]),

@@ -126,3 +126,12 @@ def test_a_run_on_a_published_index_is_planned_like_its_base_method(tmp_path):
     assert expected(records, "amazon", "loo", "tiger@rqvae_native", 0) == 600.0
     lines, total, unknown = plan_lines([Job("amazon", "loo", "tiger@rqvae_native", 0)], records)
     assert total == 600.0 and unknown == 0 and "as tiger, recorded on" in lines[1]
+
+
+def test_a_fit_served_from_the_checkpoint_cache_is_planned_at_its_training_time(tmp_path):
+    _write(tmp_path, "ml", "loo", "m", 0, 0.1, 2.0)
+    path = tmp_path / "ml" / "loo" / "m" / "seed0.json"
+    result = json.loads(path.read_text())
+    result["training"] = {"curve": [{"seconds": 200.0}, {"seconds": 440.0}]}
+    path.write_text(json.dumps(result))
+    assert abs(expected(recorded(tmp_path), "ml", "loo", "m", 0) - 442.0) < 1e-9
