@@ -192,7 +192,7 @@ class SIDLLM(AdapterBase):
         # Stage 2: behaviour (training sequences only) + alignment; keyed by the training data.
         self._set_trainable(stage=2)
         key2 = ["sid_llm_stage2", VERSION, ctx.train_hash, ctx.catalog_hash, codes,
-                asdict(cfg), ctx.seed]
+                self._stage2_config(), ctx.seed]
         self._diagnosed = ctx.protocol in cfg.diagnostic_protocols
 
         def stage2() -> dict[str, Any]:
@@ -321,6 +321,16 @@ class SIDLLM(AdapterBase):
         if c.request_alignment:  # (absent otherwise: earlier stage-1 checkpoints stay valid)
             keys += ["request_alignment", "steer_template", "steer_label_level"]
         return {k: getattr(c, k) for k in keys}
+
+    def _stage2_config(self) -> dict[str, Any]:
+        """The settings stage 2's checkpoint depends on: all but those read only after it
+        (the steering and explanation measurements) and, when stage 2 does not validate, the
+        ranking precision, so a trained model can be ranked at either precision."""
+        after = {"steer_users", "steer_genres", "steer_beam_width", "explain_users",
+                 "explain_max_new"}
+        if self.config.validate_every <= 0:
+            after.add("precision")
+        return {k: v for k, v in asdict(self.config).items() if k not in after}
 
     def _checkpoint(self, key: list, train: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         """``train()``'s meta, or the stored one with its weights loaded into the model. Only

@@ -19,7 +19,7 @@ from benchmark.adapter import RunContext, TrainData, UserBatch
 from benchmark.cache import Cache
 from benchmark.data import ItemCatalog
 from benchmark.models.llm import tiny_random_lm
-from benchmark.models.sid_lm import SIDTrie, SIDVocab, constrained_beam_search
+from benchmark.models.sid_lm import SIDTrie, SIDVocab, constrained_beam_search, shared_prefix
 
 torch.set_num_threads(1)  # tiny models: threads only add contention on a shared CPU
 
@@ -136,10 +136,14 @@ def _exhaustive(model, prompt, excluded, codes, vocab):
     return out
 
 
-def test_tree_beam_search_is_exact_when_the_beam_holds_every_item(tiny):
+@pytest.mark.parametrize("prompts", [[[5, 6, 7, 8, 9, 10], [11], [12, 13, 14]],
+                                     [[3, 4, 5, 6, 7, 8, 9, 10], [3, 4, 5, 11], [3, 4, 5, 12, 13]]],
+                         ids=["no shared prefix", "shared prefix"])
+def test_tree_beam_search_is_exact_when_the_beam_holds_every_item(tiny, prompts):
     """A beam as wide as the catalogue makes beam search exhaustive, so its lists and scores
     must equal plain teacher-forced scoring: this pins the shared-cache tree attention (masks,
-    positions, left padding), the level-restricted head and the last-level skipping, on a peft
+    positions, left padding), the prompts' shared prefix computed once (padding between it and
+    each prompt's own tokens), the level-restricted head and the last-level skipping, on a peft
     model whose LoRA and trained token rows are not at their (no-op) initial values."""
     from peft import LoraConfig, get_peft_model
 
@@ -153,7 +157,6 @@ def test_tree_beam_search_is_exact_when_the_beam_holds_every_item(tiny):
             if "lora_B" in name or "trainable_tokens_delta" in name:
                 p.add_(0.5 * torch.randn_like(p))
     peft_model.eval()
-    prompts = [[5, 6, 7, 8, 9, 10], [11], [12, 13, 14]]
     excluded = [np.array([0, 1, 2, 3, 4]), np.zeros(0, np.int64), np.arange(0, 40, 3)]
     trie = SIDTrie(vocab.codes, vocab.level_sizes)
     items, scores = constrained_beam_search(peft_model, prompts, excluded, trie, vocab,
@@ -163,6 +166,13 @@ def test_tree_beam_search_is_exact_when_the_beam_holds_every_item(tiny):
         best = sorted(exact, key=lambda i: -exact[i])[:10]
         assert items[row].tolist() == best
         np.testing.assert_allclose(scores[row], [exact[i] for i in best], atol=1e-4)
+
+
+def test_the_shared_prefix_leaves_every_prompt_a_token_of_its_own():
+    assert shared_prefix([[1, 2, 3, 4], [1, 2, 3, 5, 6]]) == 3
+    assert shared_prefix([[1, 2, 3], [1, 2, 3, 4]]) == 2  # the shorter keeps its last token
+    assert shared_prefix([[1, 2], [2, 2]]) == 0
+    assert shared_prefix([[7, 8, 9]]) == 2
 
 
 # --------------------------------------------------------------------------- the adapter
@@ -254,6 +264,22 @@ def test_stage1_trains_only_new_rows_and_checkpoints_are_reused(random_sids, tmp
     second = again.rank(UserBatch(np.arange(3), [np.array([1]), np.array([2, 3]),
                                                  np.zeros(0, np.int64)]), 5)
     assert torch.equal(first, second)
+
+
+def test_a_trained_model_is_ranked_at_another_precision_without_retraining(random_sids,
+                                                                          tmp_path):
+    """Without stage-2 validation the ranking precision does not enter the stage-2 checkpoint
+    (one trained model, ranked at both precisions); with validation it does, since the
+    validation ranking picks the kept state."""
+    train = pattern_data()
+    fit(tiny_config(stage2_steps=2, steer_users=0), train, tmp_path)
+    fit(tiny_config(stage2_steps=2, steer_users=0, precision="bfloat16", explain_users=2),
+        train, tmp_path)
+    assert len(list((tmp_path / "cache" / "sid_llm").glob("*.pt"))) == 2  # stages 1 and 2
+    validated = {"validate_every": 1, "stage2_steps": 2, "steer_users": 0}
+    fit(tiny_config(**validated), train, tmp_path)
+    fit(tiny_config(**validated, precision="bfloat16"), train, tmp_path)
+    assert len(list((tmp_path / "cache" / "sid_llm").glob("*.pt"))) == 4
 
 
 def test_training_does_not_depend_on_the_global_rng_state_left_by_earlier_work(random_sids,
