@@ -140,6 +140,9 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "recommend":
             p.add_argument("--prompt", default=None, help="a request in words, e.g. a genre")
             p.add_argument("-k", type=int, default=10, help="how many items")
+            p.add_argument("--explain", action="store_true",
+                           help="print the method's reason for its first pick (sid_llm: "
+                                "written by the model from the catalogue facts)")
         _common_run_args(p)
     for p in sub.choices.values():
         # SUPPRESS: a subcommand without --debug keeps the value given before it.

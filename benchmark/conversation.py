@@ -85,6 +85,8 @@ def check_request(args: argparse.Namespace, dataset, cls: type) -> None:
                 for name in ("recommend_for", "explain", "respond"))  # Conversational's methods
     if args.command == "chat" and not talks:
         raise BenchmarkError(f"method {args.method!r} cannot chat")
+    if getattr(args, "explain", False) and not talks:
+        raise BenchmarkError(f"method {args.method!r} cannot explain its picks")
     if getattr(args, "prompt", None) and not talks:
         raise BenchmarkError(f"method {args.method!r} cannot be steered by a prompt")
     if args.seed < 0:
@@ -105,8 +107,9 @@ def full_history(dataset, split, user: int) -> np.ndarray:
 
 
 def recommend(adapter, dataset, split, user_id: str, prompt: str | None, k: int,
-              out: Callable[[str], None] = print) -> list[int]:
-    """Print the user's recent items and up to ``k`` recommendations, and return those.
+              out: Callable[[str], None] = print, explain: bool = False) -> list[int]:
+    """Print the user's recent items and up to ``k`` recommendations, and return those; with
+    ``explain``, then the method's reason for its first pick (a method that talks only).
 
     Nothing in the user's history is ever listed, nor a -1 pad or a repeat: a scoring method
     ranks only the items outside the history, and a list from ``rank`` or ``recommend_for``
@@ -135,7 +138,9 @@ def recommend(adapter, dataset, split, user_id: str, prompt: str | None, k: int,
     sid = getattr(adapter, "sid_string", None)
     for rank, i in enumerate(items, 1):
         out(f"  {rank:2d}. {catalog.title(i)}" + (f"  {sid(i)}" if sid else ""))
-    if isinstance(adapter, Conversational):
+    if explain:
+        if not isinstance(adapter, Conversational):
+            raise BenchmarkError(f"method {method!r} cannot explain its picks")
         with method_phase(method, "explain"):
             out("Why: " + adapter.explain(history, items, prompt))
     return items
@@ -231,7 +236,8 @@ def chat(adapter, dataset, split, user_id: str | None, input_fn: Callable[[str],
 def main(args: argparse.Namespace) -> int:
     adapter, dataset, split = _fitted(args)
     if args.command == "recommend":
-        recommend(adapter, dataset, split, str(args.user), args.prompt, args.k)
+        recommend(adapter, dataset, split, str(args.user), args.prompt, args.k,
+                  explain=args.explain)
     else:
         chat(adapter, dataset, split, getattr(args, "user", None), input,
              lambda s: print(s, flush=True))

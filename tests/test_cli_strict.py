@@ -293,6 +293,16 @@ def test_recommend_never_lists_a_seen_item_even_when_k_exceeds_the_unseen(tiny_a
         in out.splitlines()
 
 
+def test_recommend_explains_only_when_asked_and_only_for_a_method_that_talks(tiny_atomic,
+                                                                             cache_dir, capsys):
+    code, out, err, _ = _recommend(["--method", "popularity", "-k", "3"], capsys, tiny_atomic,
+                                   cache_dir)
+    assert code == 0 and "Why:" not in out
+    code, _, err, _ = _recommend(["--method", "popularity", "--explain"], capsys, tiny_atomic,
+                                 cache_dir)
+    assert code != 0 and "cannot explain its picks" in err
+
+
 @pytest.mark.parametrize("fill", ["-.inf", ".inf"])
 def test_recommend_ranks_infinite_scores_like_the_evaluator(fill, fakes, tiny_atomic, cache_dir,
                                                             capsys):

@@ -341,7 +341,8 @@ def test_recommend_command_prints_real_titles(random_sids, tiny_atomic, cache_di
 
     code = main(["recommend", "--method", "sid_llm", "--user", "3", "--prompt",
                  "Something from the Comedy genre, please.", "--dataset", str(tiny_atomic),
-                 "--profile", "smoke", "--cache-dir", str(cache_dir), "--no-progress", "-k", "5"])
+                 "--profile", "smoke", "--cache-dir", str(cache_dir), "--no-progress", "-k", "5",
+                 "--explain"])
     out = capsys.readouterr().out
     assert code == 0
     listed = [line for line in out.splitlines() if line.strip()[:3].strip(". ").isdigit()]
