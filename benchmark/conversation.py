@@ -233,13 +233,22 @@ def chat(adapter, dataset, split, user_id: str | None, input_fn: Callable[[str],
         out(answer)
 
 
+def _read(prompt: str) -> str:
+    """``input``, echoing what it read when stdin is not a terminal, so that a conversation
+    piped in (``printf '...' | python -m benchmark chat``) prints as a transcript."""
+    text = input(prompt)
+    if not sys.stdin.isatty():
+        print(text, flush=True)
+    return text
+
+
 def main(args: argparse.Namespace) -> int:
     adapter, dataset, split = _fitted(args)
     if args.command == "recommend":
         recommend(adapter, dataset, split, str(args.user), args.prompt, args.k,
                   explain=args.explain)
     else:
-        chat(adapter, dataset, split, getattr(args, "user", None), input,
+        chat(adapter, dataset, split, getattr(args, "user", None), _read,
              lambda s: print(s, flush=True))
         if sys.stdin.isatty():
             print()

@@ -382,6 +382,25 @@ def test_chat_keeps_the_conversation_and_leaves_on_quit(random_sids, tiny_atomic
     assert next(inputs) == "never read"
 
 
+def test_a_piped_chat_prints_as_a_transcript(random_sids, tiny_atomic, cache_dir, capsys,
+                                             monkeypatch):
+    """Piped input is echoed after each prompt, so the output reads as the README's transcript:
+    the turns in order, each followed by the model's answer."""
+    import io
+
+    from benchmark.cli import main
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("something like Movie 4\nwhy\nquit\n"))
+    code = main(["chat", "--method", "sid_llm", "--user", "3", "--dataset", str(tiny_atomic),
+                 "--profile", "smoke", "--cache-dir", str(cache_dir), "--no-progress"])
+    out = capsys.readouterr().out
+    assert code == 0
+    turns = [line for line in out.splitlines() if line.startswith("> ")]
+    assert turns == ["> something like Movie 4", "> why", "> quit"]
+    after = out.split("> something like Movie 4\n", 1)[1]
+    assert after.startswith("Here is what I would pick:\n1. Movie ")
+
+
 def _film_catalog() -> ItemCatalog:
     films = [("M", "1931"), ("Movie 4", "1994"), ("Movie 40", "1995"), ("Jaws", "1975"),
              ("Heat", "1995"), ("In the Heat of the Night", "1967"), ("Ran", "1985"),
