@@ -102,7 +102,7 @@ class SIDLLM(AdapterBase):
         # sid_llm_explain.py). 0: explain() falls back to the count-based reason.
         explain_share: float = 0.15
         explain_users: int = 200  # users of the faithfulness measurement (0 = off)
-        explain_max_new: int = 48  # tokens of a generated explanation
+        explain_max_new: int = 80  # tokens of a generated explanation (two 6-word titles fit)
         steer_share: float = 0.2  # share of next-item examples with a genre request
         steer_template: str = "Something from the {genre} genre, please."
         validate_every: int = 0  # stage-2 steps between validate() calls; 0 = never
@@ -176,6 +176,8 @@ class SIDLLM(AdapterBase):
                                  cfg.attribute_fields, cfg.attribute_question,
                                  cfg.request_alignment, cfg.steer_template)
         self.pad = self.tok.pad_token_id
+        # Who bought what together in the training sequences: facts of the explanations.
+        self.co_purchases = explain.CoPurchases(train.sequences, train.n_items)
         torch.manual_seed(ctx.seed)  # LoRA's initial weights: the same whatever ran before
         self.model = self._wrap_peft(self.model)
         self._diag: dict[str, Any] = {"semantic_id_levels": level_sizes}
@@ -237,7 +239,7 @@ class SIDLLM(AdapterBase):
                                                     cfg.steer_share, cfg.steer_template)
         if n_explain:
             examples += explain.explanation_examples(self.prompter, train.sequences,
-                                                     n_explain, rng)
+                                                     n_explain, rng, self.co_purchases)
         examples += self.prompter.alignment_examples(rng.integers(0, len(self.catalog), n_align),
                                                      rng)
         if cfg.validate_every <= 0:

@@ -7,6 +7,7 @@ import pytest
 
 from adapters.sid_llm_explain import (
     Checker,
+    CoPurchases,
     facts,
     facts_text,
     faithfulness,
@@ -39,7 +40,33 @@ def test_facts_link_the_most_recent_history_items_that_share_a_label_or_the_bran
     assert "Related history: Scotch Foil Tape (shares Tapes, 3M)" in facts_text(cat, f)
     assert reason(cat, f) == "I picked Duct Tape Silver because you liked Scotch Foil Tape (Tapes, 3M)."
     lonely = facts(cat, np.array([3]), 5)
-    assert lonely.links == [] and "nothing in your recent history" in reason(cat, lonely)
+    assert lonely.links == [] and "nothing in your history is connected" in reason(cat, lonely)
+
+
+def test_links_name_the_most_specific_shared_labels_and_look_through_the_whole_history():
+    cat = _shop()
+    # the staples share both labels and the brand: the brand and the most specific label
+    assert facts(cat, np.array([0]), 1).links == [(0, ["Staples", "Stanley"])]
+    # the linked tape is the oldest of seven history items: the whole history is searched
+    assert facts(cat, np.array([2, 3, 3, 3, 3, 3, 3]), 4).links == [(2, ["Tapes", "3M"])]
+
+
+def test_items_bought_together_by_other_users_complete_the_links():
+    cat = _shop()
+    # user 0 bought the glue and the pen; user 1 the glue, the pen and the duct tape
+    co = CoPurchases([np.array([3, 5]), np.array([3, 5, 4])], n_items=6)
+    assert co.count(3, 5) == 2 and co.count(3, 4) == 1 and co.count(0, 4) == 0
+    f = facts(cat, np.array([0, 3]), 5, co=co)  # pick: the pen, which shares nothing
+    assert f.links == [] and f.bought == [(3, 2)]
+    assert "Gorilla Glue (bought with it by 2 other customers)" in facts_text(cat, f)
+    assert reason(cat, f) == "I picked Pen because customers who bought Gorilla Glue also bought it."
+    # in a training example the user bought both: one other buyer fewer
+    assert facts(cat, np.array([3]), 4, co=co, own=True).bought == []
+    # a catalogue link comes first; bought-together ones fill the remaining places
+    both = facts(cat, np.array([3, 2]), 4, co=co)
+    assert both.links == [(2, ["Tapes", "3M"])] and both.bought == [(3, 1)]
+    check = Checker(cat, co).check(reason(cat, both), np.array([3, 2]), [4])
+    assert check["named_history"] == 2 and check["connected_history"] == 2
 
 
 def test_short_titles_never_leave_a_parenthesis_open():
@@ -52,7 +79,8 @@ def test_a_restated_reason_is_faithful_by_every_check():
     out = Checker(cat).check(reason(cat, facts(cat, history, pick)), history, [pick])
     # "Tapes" is a supported claim; "3M" is shorter than MIN_CLAIM and not looked for
     assert out == {"hallucinated_title": False, "claims": 1, "supported_claims": 1,
-                   "history_reference": True, "words": 13}
+                   "history_reference": True, "words": 13, "named_history": 1,
+                   "connected_history": 1}
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -78,8 +106,10 @@ def test_faithfulness_rates_and_a_text_without_claims():
                "history_reference": False, "words": 10},
               {"hallucinated_title": False, "claims": 0, "supported_claims": 0,
                "history_reference": True, "words": 20}]
+    checks[1] |= {"named_history": 2, "connected_history": 1}
     rates = faithfulness(checks)
     assert rates["hallucinated_title_rate"] == 0.5 and rates["attribute_support"] == 0.5
+    assert rates["connected_history"] == 0.5
     assert rates["history_reference_rate"] == 0.5 and rates["mean_words"] == 15
     no_claims = faithfulness(checks[1:])
     assert no_claims["attribute_support"] is None  # not "100% supported"
