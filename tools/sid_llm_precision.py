@@ -69,6 +69,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--cases", type=int, default=0, help="validation cases (0 = every case)")
     ap.add_argument("--chunk", type=int, default=512)
+    ap.add_argument("--eval-batch", type=int, default=None,
+                    help="prompts per beam-search batch when ranking (default: the method's "
+                         "eval_batch); set after fitting, so the trained model is the same")
     ap.add_argument("--set", dest="overrides", action="append", default=[],
                     help="method setting key=value (YAML value), as the benchmark's --set")
     ap.add_argument("--out", type=Path, default=None)
@@ -85,6 +88,8 @@ def main() -> None:
     start = time.perf_counter()
     adapter, _, fit_seconds = runner.fit_adapter(req, settings, dataset, split)
     fit_wall = time.perf_counter() - start
+    if args.eval_batch:
+        adapter.config.eval_batch = args.eval_batch
     valid = split.valid
     if 0 < args.cases < len(valid):
         idx = runner.validation_sample(len(valid), args.cases, settings.split_seed)
