@@ -115,3 +115,38 @@ def test_a_planted_takeaway_fails_the_check(tmp_path):
     check = subprocess.run([*tool, "--check", "--readme", str(tmp_path / "README.md")],
                            cwd=ROOT, capture_output=True)
     assert check.returncode == 1
+
+
+def test_the_chat_transcript_is_what_its_command_prints():
+    """README's conversation was made by the command shown above it (checkpoints are not
+    committed, so the words cannot be checked): its piped turns appear as the transcript's
+    `> ` lines, in order; a request is answered by a numbered list of titles with their
+    semantic IDs, "why" by a sentence; the seed and the decoding settings are stated; and the
+    command is one the CLI accepts."""
+    import shlex
+
+    from benchmark.cli import build_parser
+
+    match = re.search(r"<!-- chat-transcript -->(.*?)<!-- /chat-transcript -->", README, re.S)
+    assert match, "README lost its chat transcript"
+    section = match.group(1)
+    command = re.search(r"```bash\n(.*?)\n```", section, re.S).group(1)
+    feed, run = command.split(" | ")
+    turns = shlex.split(feed)[2:]  # printf '%s\n' <turn> ...
+    assert turns[-1] == "quit" and len(turns) >= 4, "a request, why, a follow-up, quit"
+    argv = shlex.split(run)[3:]  # python -m benchmark chat ...
+    args = build_parser().parse_args(argv)
+    assert args.command == "chat" and args.method == "sid_llm"
+    transcript = re.search(r"```text\n(.*?)\n```", section, re.S).group(1).splitlines()
+    said = [line[2:] for line in transcript if line.startswith("> ")]
+    assert said == turns
+    for turn in turns[:-1]:
+        answer = transcript[transcript.index(f"> {turn}") + 1]
+        if turn.lower().startswith("why"):
+            assert answer and not answer.startswith(("Here is", "> "))
+        elif not turn.lower().startswith("tell me about"):
+            assert answer == "Here is what I would pick:"
+            first = transcript[transcript.index(f"> {turn}") + 2]
+            assert re.match(r"1\. .+  <\|sid_start\|>(<\|sid_\d+_\d+\|>)+<\|sid_end\|>$", first)
+    prose = section.split("```")[0]
+    assert f"seed {args.seed}" in prose and "beam" in prose and "greedy" in prose
