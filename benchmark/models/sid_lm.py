@@ -471,7 +471,7 @@ def prompt_pass(decoder: Any, seqs: list[list[int]], pad: int, dev: Any, kw: str
     """One cached forward pass over a batch of prompts: (output, attention mask [B, T]).
 
     The tokens every prompt starts with (the chat template's system turn and the start of the
-    user turn: 17 of the 59 tokens of an Amazon recommendation prompt) are computed once, for
+    user turn: 20 of the 59 tokens of an Amazon recommendation prompt) are computed once, for
     one row, and their keys and values repeated for the batch; each prompt's own tokens follow,
     left-padded among themselves, so padding sits between the shared prefix and the rest and is
     masked out. Positions count unmasked tokens, so every prompt sees the same positions as in
