@@ -42,6 +42,7 @@ from benchmark.models.sid_lm import (
     SIDVocab,
     StepTrainer,
     constrained_beam_search,
+    inference_weights,
     train_steps,
 )
 from benchmark.models.training import get_or_train, train_with_patience
@@ -360,15 +361,16 @@ class SIDLLM(AdapterBase):
         requests = requests or [None] * len(histories)
         width = max(self.config.beam_width if width is None else width, k)
         out = []
-        for lo in range(0, len(histories), self.config.eval_batch):
-            hs = histories[lo:lo + self.config.eval_batch]
-            prompts = [self.prompter.next_item(h, r)
-                       for h, r in zip(hs, requests[lo:lo + self.config.eval_batch])]
-            with compute_precision(self.ctx.device, self.config.precision):
-                items, _ = constrained_beam_search(
-                    self.model, prompts, hs, self.trie, self.vocab,
-                    width=width, k=k, pad=self.pad)
-            out.append(items)
+        with inference_weights(self.model, self.config.precision):
+            for lo in range(0, len(histories), self.config.eval_batch):
+                hs = histories[lo:lo + self.config.eval_batch]
+                prompts = [self.prompter.next_item(h, r)
+                           for h, r in zip(hs, requests[lo:lo + self.config.eval_batch])]
+                with compute_precision(self.ctx.device, self.config.precision):
+                    items, _ = constrained_beam_search(
+                        self.model, prompts, hs, self.trie, self.vocab,
+                        width=width, k=k, pad=self.pad)
+                out.append(items)
         return np.concatenate(out) if out else np.zeros((0, k), dtype=np.int64)
 
     def diagnostics(self) -> dict[str, Any]:

@@ -262,19 +262,20 @@ def generate(adapter: Any, histories: list[np.ndarray], picks: list[int],
              max_new: int) -> list[tuple[Facts, str]]:
     """The model's explanation of each pick for its history (greedy, batched)."""
     from benchmark.models.llm import compute_precision
-    from benchmark.models.sid_lm import greedy
+    from benchmark.models.sid_lm import greedy, inference_weights
 
     catalog, prompter = adapter.catalog, adapter.prompter
     out: list[tuple[Facts, str]] = []
     size = adapter.config.eval_batch
-    for lo in range(0, len(picks), size):
-        fs = [facts(catalog, np.asarray(h), int(p), co=adapter.co_purchases)
-              for h, p in zip(histories[lo:lo + size], picks[lo:lo + size], strict=True)]
-        prompts = [prompter.chat(prompt_text(catalog, f)) for f in fs]
-        with compute_precision(adapter.ctx.device, adapter.config.precision):
-            texts = greedy(adapter.model, prompts, max_new, adapter.pad, prompter.eos)
-        out += [(f, adapter.tok.decode(t, skip_special_tokens=True).strip())
-                for f, t in zip(fs, texts, strict=True)]
+    with inference_weights(adapter.model, adapter.config.precision):
+        for lo in range(0, len(picks), size):
+            fs = [facts(catalog, np.asarray(h), int(p), co=adapter.co_purchases)
+                  for h, p in zip(histories[lo:lo + size], picks[lo:lo + size], strict=True)]
+            prompts = [prompter.chat(prompt_text(catalog, f)) for f in fs]
+            with compute_precision(adapter.ctx.device, adapter.config.precision):
+                texts = greedy(adapter.model, prompts, max_new, adapter.pad, prompter.eos)
+            out += [(f, adapter.tok.decode(t, skip_special_tokens=True).strip())
+                    for f, t in zip(fs, texts, strict=True)]
     return out
 
 

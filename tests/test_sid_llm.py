@@ -19,7 +19,14 @@ from benchmark.adapter import RunContext, TrainData, UserBatch
 from benchmark.cache import Cache
 from benchmark.data import ItemCatalog
 from benchmark.models.llm import tiny_random_lm
-from benchmark.models.sid_lm import SIDTrie, SIDVocab, constrained_beam_search, shared_prefix
+from benchmark.models.sid_lm import (
+    SIDTrie,
+    SIDVocab,
+    constrained_beam_search,
+    greedy,
+    inference_weights,
+    shared_prefix,
+)
 
 torch.set_num_threads(1)  # tiny models: threads only add contention on a shared CPU
 
@@ -166,6 +173,63 @@ def test_tree_beam_search_is_exact_when_the_beam_holds_every_item(tiny, prompts)
         best = sorted(exact, key=lambda i: -exact[i])[:10]
         assert items[row].tolist() == best
         np.testing.assert_allclose(scores[row], [exact[i] for i in best], atol=1e-4)
+
+
+def _trained_peft(model, vocab):
+    """A peft model whose LoRA and trained token rows are away from their (no-op) start."""
+    from peft import LoraConfig, get_peft_model
+
+    peft_model = get_peft_model(model, LoraConfig(
+        r=4, target_modules=["q_proj", "v_proj", "up_proj"],
+        trainable_token_indices={"embed_tokens": vocab.new_ids}))
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for name, p in peft_model.named_parameters():
+            if "lora_B" in name or "trainable_tokens_delta" in name:
+                p.add_(0.5 * torch.randn_like(p))
+    return peft_model.eval()
+
+
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+def test_inference_weights_change_no_output_and_restore_every_weight(tiny, precision):
+    """Merging the trained token rows and casting Linear weights once must give bit-identical
+    rankings and generations to the per-call path (autocast casts the same way), keep the
+    (tied) embedding float32, and leave every parameter as it was, also after an error."""
+    from peft.tuners.trainable_tokens.layer import TrainableTokensLayer
+
+    from benchmark.models.llm import compute_precision
+
+    model, tok, vocab = tiny
+    peft_model = _trained_peft(model, vocab)
+    before = {n: p.detach().clone() for n, p in peft_model.named_parameters()}
+    prompts = [[3, 4, 5, 6, 7], [3, 4, 9], [11, 12, 13, 14]]
+    excluded = [np.array([0, 1]), np.zeros(0, np.int64), np.arange(0, 40, 5)]
+    trie = SIDTrie(vocab.codes, vocab.level_sizes)
+
+    def outputs():
+        with compute_precision("cpu", precision):
+            items, scores = constrained_beam_search(peft_model, prompts, excluded, trie, vocab,
+                                                    width=8, k=6, pad=tok.pad_token_id)
+            text = greedy(peft_model, prompts, 6, tok.pad_token_id, tok.eos_token_id)
+        return items, scores, text
+
+    plain = outputs()
+    layers = [m for m in peft_model.modules() if isinstance(m, TrainableTokensLayer)]
+    q_proj = peft_model.get_base_model().model.layers[0].self_attn.q_proj.base_layer
+    with inference_weights(peft_model, precision):
+        assert layers and all(m.merged for m in layers)
+        assert q_proj.weight.dtype == getattr(torch, precision)
+        assert peft_model.get_base_model().lm_head.weight.dtype == torch.float32  # tied
+        fast = outputs()
+    np.testing.assert_array_equal(fast[0], plain[0])
+    np.testing.assert_array_equal(fast[1], plain[1])
+    assert fast[2] == plain[2]
+
+    with pytest.raises(RuntimeError, match="boom"), inference_weights(peft_model, precision):
+        raise RuntimeError("boom")
+    assert not any(m.merged for m in layers)
+    for name, p in peft_model.named_parameters():
+        assert p.dtype == torch.float32 and torch.equal(p, before[name]), name
 
 
 def test_the_shared_prefix_leaves_every_prompt_a_token_of_its_own():

@@ -20,10 +20,11 @@ vocabulary extension and the constrained decoder.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -289,6 +290,50 @@ def _cache_kw(model: Any) -> str:
 
 def _out_cache(out: Any) -> Any:
     return getattr(out, "cache", None) or getattr(out, "past_key_values", None)
+
+
+@contextlib.contextmanager
+def inference_weights(model: Any, precision: str = "float32") -> Iterator[None]:
+    """Weights prepared once for a run of inference passes, and restored exactly afterwards.
+
+    Two costs that every forward call would otherwise pay again, paid once here instead:
+
+    - peft's trainable-token rows are merged into the embedding (peft's own ``merge`` /
+      ``unmerge``). Unmerged, its wrapper rebuilds the whole embedding matrix (``index_copy``
+      of 49k x 576 floats, about 38 ms on a 2-core CPU) on every call: five times per
+      beam-search batch, once per generated token.
+    - Under ``bfloat16`` (autocast), every ``nn.Linear`` weight and bias is cast to bfloat16.
+      Autocast casts them on each call: it keeps a cast only for weights that require grad,
+      and under ``no_grad`` none does. These are the casts autocast would make (the same
+      rounding), so outputs are bit-identical. A Linear whose weight is the input embedding's
+      (a tied LM head) keeps float32: the embedding lookup must not change.
+
+    Training must not run inside: the bfloat16 copies are not the parameters being trained.
+    """
+    from peft.tuners.trainable_tokens.layer import TrainableTokensLayer
+
+    tokens = [m for m in model.modules()
+              if isinstance(m, TrainableTokensLayer) and not m.merged]
+    casts: list[tuple[torch.nn.Parameter, torch.Tensor]] = []
+    try:
+        for layer in tokens:
+            layer.merge()
+        if precision == "bfloat16":
+            embeddings = {id(m.weight) for m in model.modules()
+                          if isinstance(m, torch.nn.Embedding)}
+            for m in model.modules():
+                if not isinstance(m, torch.nn.Linear) or id(m.weight) in embeddings:
+                    continue
+                for p in (m.weight, m.bias):
+                    if p is not None and p.dtype == torch.float32:
+                        casts.append((p, p.data))
+                        p.data = p.data.to(torch.bfloat16)
+        yield
+    finally:
+        for p, data in reversed(casts):
+            p.data = data
+        for layer in reversed(tokens):
+            layer.unmerge()
 
 
 def left_pad(seqs: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
