@@ -177,8 +177,10 @@ class SIDLLM(AdapterBase):
                                  cfg.attribute_fields, cfg.attribute_question,
                                  cfg.request_alignment, cfg.steer_template)
         self.pad = self.tok.pad_token_id
-        # Who bought what together in the training sequences: facts of the explanations.
+        # Facts of the explanations: who bought what together in the training sequences, and
+        # each item's first semantic-ID code (its family: items described alike).
         self.co_purchases = explain.CoPurchases(train.sequences, train.n_items)
+        self.families = np.asarray(codes)[:, 0]
         torch.manual_seed(ctx.seed)  # LoRA's initial weights: the same whatever ran before
         self.model = self._wrap_peft(self.model)
         self._diag: dict[str, Any] = {"semantic_id_levels": level_sizes}
@@ -240,7 +242,8 @@ class SIDLLM(AdapterBase):
                                                     cfg.steer_share, cfg.steer_template)
         if n_explain:
             examples += explain.explanation_examples(self.prompter, train.sequences,
-                                                     n_explain, rng, self.co_purchases)
+                                                     n_explain, rng, self.co_purchases,
+                                                     self.families)
         examples += self.prompter.alignment_examples(rng.integers(0, len(self.catalog), n_align),
                                                      rng)
         if cfg.validate_every <= 0:

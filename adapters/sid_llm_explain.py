@@ -7,12 +7,15 @@ Faithful by construction and by training:
   categories, plus brand and year where the catalogue has them), the most recent history items
   (of the whole history) that share a label or the brand with it, with the shared values, and,
   when fewer than ``MAX_LINKS`` do, the history items other users bought together with it in
-  their training sequences (:class:`CoPurchases`). The second kind exists because on Amazon
-  half of the next items share no category or brand with anything their user bought before (400
-  sampled training users: 50% share one, 63% share one or were bought together with a history
-  item by another user; ML-100K: 99.5% share a genre), so a reason from catalogue facts alone
-  could name a history item for about half of the picks. The explanation prompt carries these
-  facts and nothing else about the items, so a faithful answer only has to restate them.
+  their training sequences (:class:`CoPurchases`), then those of the pick's semantic-ID family
+  (the same first code: the codes quantise the items' text embeddings, so a family is items
+  described alike). The later kinds exist because on Amazon half of the next items share no
+  category or brand with anything their user bought before (400 sampled training users: 50%
+  share one, 63% share one or were bought together with a history item by another user;
+  ML-100K: 99.5% share a genre), and for the model's own top picks (200 Amazon `loo` test users,
+  seed 0) 75.5% share one, 78.5% with bought-together items, while 83.5% share a first code
+  with a history item. The explanation prompt carries these facts and nothing else about the
+  items, so a faithful answer only has to restate them.
 - **Training.** Stage 2 mixes in ``explain_share`` explanation examples: (history, next item)
   pairs of the training sequences, the prompt built from their facts, the target a sentence
   :func:`reason` writes from the same facts. The model learns the task from catalogue facts
@@ -29,7 +32,8 @@ Faithful by construction and by training:
   - *history reference*: the explanation names at least one history item. An explanation that
     names nothing scores as no history reference, never as faithful;
   - *connected history*: of the history items explanations name, the share that is connected
-    to the pick (a shared label or brand, or bought together by another user). Whether the
+    to the pick (a shared label or brand, bought together by another user, or the same
+    semantic-ID family). Whether the
     sentence states the connection the facts give (which shared value, "bought together") is
     not checked beyond this;
   - length in words.
@@ -79,6 +83,7 @@ class Facts:
     values: dict[str, tuple[str, ...]]  # the pick's claimable values
     links: list[tuple[int, list[str]]] = field(default_factory=list)  # (history item, shared)
     bought: list[tuple[int, int]] = field(default_factory=list)  # (history item, other buyers)
+    family: list[int] = field(default_factory=list)  # history items of the pick's SID family
 
 
 class CoPurchases:
@@ -111,11 +116,14 @@ def _shared(mine: dict[str, tuple[str, ...]], theirs: dict[str, tuple[str, ...]]
 
 
 def facts(catalog: Any, history: np.ndarray, pick: int, max_links: int = MAX_LINKS,
-          co: CoPurchases | None = None, own: bool = False) -> Facts:
+          co: CoPurchases | None = None, own: bool = False,
+          families: np.ndarray | None = None) -> Facts:
     """The pick's values and up to ``max_links`` history items connected to it, most recent
     first: those sharing a label or the brand with it, then (with ``co``) those that other
-    users bought together with it in their training sequences. ``own``: the history's own
-    user also bought the pick (a training example), so one buyer less is "other"."""
+    users bought together with it in their training sequences, then (with ``families``, each
+    item's first semantic-ID code) those whose semantic ID starts with the pick's code. ``own``:
+    the history's own user also bought the pick (a training example), so one buyer less is
+    "other"."""
     values = item_values(catalog, pick)
     seen: list[int] = []
     for h in reversed([int(i) for i in np.asarray(history)]):
@@ -131,7 +139,12 @@ def facts(catalog: Any, history: np.ndarray, pick: int, max_links: int = MAX_LIN
         others = [(h, co.count(h, pick) - int(own)) for h in seen if h not in linked]
         others = sorted((o for o in others if o[1] >= 1), key=lambda o: -o[1])  # stable
         bought = others[:max_links - len(links)]
-    return Facts(pick, values, links, bought)
+    family: list[int] = []
+    if families is not None and len(links) + len(bought) < max_links:
+        taken = {h for h, _ in links} | {h for h, _ in bought}
+        family = [h for h in seen if h not in taken
+                  and families[h] == families[pick]][:max_links - len(links) - len(bought)]
+    return Facts(pick, values, links, bought, family)
 
 
 FIELD_NAMES = {"labels": "category", "brand": "brand", "year": "year"}
@@ -150,18 +163,23 @@ def facts_text(catalog: Any, f: Facts) -> str:
     links = [f"{short_title(catalog, h)} (shares {', '.join(s)})" for h, s in f.links]
     links += [f"{short_title(catalog, h)} (bought with it by {n} other "
               f"customer{'s' if n > 1 else ''})" for h, n in f.bought]
+    links += [f"{short_title(catalog, h)} (same semantic-ID family)" for h in f.family]
     return (f"Pick: {short_title(catalog, f.pick)} ({values or 'no attributes'}). "
             f"Related history: {'; '.join(links) or 'none'}.")
 
 
 def reason(catalog: Any, f: Facts) -> str:
-    """The training target: one sentence that restates the facts."""
+    """The training target: one sentence that restates the facts. The history comes first,
+    the pick last: a small model that drifts does so late in the sentence (measured on the
+    model trained with the pick first: 19 of 200 Amazon explanations looped on a label, 8 of
+    them before naming the history item their facts gave)."""
     pick = short_title(catalog, f.pick)
     parts = [f"you liked {short_title(catalog, h)} ({', '.join(s)})" for h, s in f.links]
     parts += [f"customers who bought {short_title(catalog, h)} also bought it"
               for h, _ in f.bought]
+    parts += [f"you liked {short_title(catalog, h)}, described much like it" for h in f.family]
     if parts:
-        return f"I picked {pick} because {' and '.join(parts)}."
+        return f"Because {' and '.join(parts)}, I picked {pick}."
     values = ", ".join(_flat(shown_values(f.values))) or "new to you"
     return f"I picked {pick} ({values}); nothing in your history is connected to it."
 
@@ -176,8 +194,9 @@ def prompt_text(catalog: Any, f: Facts) -> str:
 class Checker:
     """Faithfulness checks of explanations against one catalogue (see the module docstring)."""
 
-    def __init__(self, catalog: Any, co: CoPurchases | None = None) -> None:
-        self.catalog, self.co = catalog, co
+    def __init__(self, catalog: Any, co: CoPurchases | None = None,
+                 families: np.ndarray | None = None) -> None:
+        self.catalog, self.co, self.families = catalog, co, families
         self.titles = _TitleIndex(catalog, short_words=SHORT_WORDS)
         vocab = {_normal(v) for i in range(len(catalog)) for v in _flat(item_values(catalog, i))}
         vocab = sorted((v for v in vocab if len(v) >= MIN_CLAIM), key=len, reverse=True)
@@ -211,9 +230,12 @@ class Checker:
 
     def connected(self, item: int, picks: list[int]) -> bool:
         """Whether a history item is connected to a pick: it shares a label or the brand with
-        it, or (with co-purchases) another user bought both."""
+        it, or (with co-purchases) another user bought both, or (with families) their semantic
+        IDs start with the same code."""
         return any(_shared(item_values(self.catalog, int(p)), item_values(self.catalog, item))
                    or (self.co is not None and self.co.count(item, int(p)) >= 1)
+                   or (self.families is not None
+                       and self.families[item] == self.families[int(p)])
                    for p in picks)
 
 
@@ -243,7 +265,8 @@ EXPLAIN_SEED = 20250  # the measured users are fixed: the same for every run of 
 
 
 def explanation_examples(prompter: Any, sequences: list[np.ndarray], n: int,
-                         rng: np.random.Generator, co: CoPurchases | None = None) -> list[Any]:
+                         rng: np.random.Generator, co: CoPurchases | None = None,
+                         families: np.ndarray | None = None) -> list[Any]:
     """``n`` stage-2 examples: a (history, next item) pair of the training sequences, the
     prompt from their facts, the :func:`reason` sentence as the answer."""
     from benchmark.models.sid_lm import Example
@@ -252,7 +275,7 @@ def explanation_examples(prompter: Any, sequences: list[np.ndarray], n: int,
     out = []
     for u, t in prompter.sample_positions(sequences, n, rng):
         history, pick = sequences[u][:t], int(sequences[u][t])
-        f = facts(catalog, history, pick, co=co, own=True)
+        f = facts(catalog, history, pick, co=co, own=True, families=families)
         out.append(Example(prompter.chat(prompt_text(catalog, f)),
                            prompter.answer(reason(catalog, f))))
     return out
@@ -269,7 +292,8 @@ def generate(adapter: Any, histories: list[np.ndarray], picks: list[int],
     size = adapter.config.eval_batch
     with inference_weights(adapter.model, adapter.config.precision):
         for lo in range(0, len(picks), size):
-            fs = [facts(catalog, np.asarray(h), int(p), co=adapter.co_purchases)
+            fs = [facts(catalog, np.asarray(h), int(p), co=adapter.co_purchases,
+                        families=adapter.families)
                   for h, p in zip(histories[lo:lo + size], picks[lo:lo + size], strict=True)]
             prompts = [prompter.chat(prompt_text(catalog, f)) for f in fs]
             with compute_precision(adapter.ctx.device, adapter.config.precision):
@@ -295,7 +319,7 @@ def measure(adapter: Any, sequences: list[np.ndarray], n_users: int, max_new: in
     picks = [int(i) for i in adapter.recommend_ids(histories, None, 1)[:, 0]]
     keep = [j for j, p in enumerate(picks) if p >= 0]
     histories, picks = [histories[j] for j in keep], [picks[j] for j in keep]
-    checker = Checker(adapter.catalog, adapter.co_purchases)
+    checker = Checker(adapter.catalog, adapter.co_purchases, adapter.families)
     generated = generate(adapter, histories, picks, max_new)
     model_checks = [checker.check(text, h, [p])
                     for (_, text), h, p in zip(generated, histories, picks, strict=True)]
@@ -303,8 +327,13 @@ def measure(adapter: Any, sequences: list[np.ndarray], n_users: int, max_new: in
                                                                              strict=True)]
     base_checks = [checker.check(text, h, [p])
                    for text, h, p in zip(baseline, histories, picks, strict=True)]
+    # the ceiling of the history-reference rate for an explanation that only restates its facts
+    ceiling = round(float(np.mean([bool(f.links or f.bought or f.family)
+                                   for f, _ in generated])), 4) if generated else None
     examples = [{"user": int(chosen[keep[j]]), "facts": facts_text(adapter.catalog, f),
                  "explanation": text, "baseline": baseline[j]}
                 for j, (f, text) in enumerate(generated[:n_examples])]
-    return {"users": len(picks), "model": faithfulness(model_checks),
-            "count_based": faithfulness(base_checks), "examples": examples}
+    return {"users": len(picks),
+            "model": faithfulness(model_checks) | {"facts_with_history": ceiling},
+            "count_based": faithfulness(base_checks) | {"facts_with_history": ceiling},
+            "examples": examples}

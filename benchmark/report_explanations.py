@@ -13,6 +13,7 @@ from tabulate import tabulate
 RATES = (("hallucinated_title_rate", "hallucinated title"),
          ("attribute_support", "attribute claims supported"),
          ("history_reference_rate", "names a history item"),
+         ("facts_with_history", "facts name a history item (ceiling)"),
          ("connected_history", "named history items connected to the pick"),
          ("claims_per_explanation", "claims per explanation"),
          ("mean_words", "mean words"))
@@ -57,9 +58,12 @@ def explanations_section(found: dict) -> list[str]:
             "Explanations of each user's top pick, written by the model from the facts in its "
             "prompt (the pick's catalogue values; history items that share a category, genre "
             "or brand with it; history items other users bought together with it in their "
-            "training sequences), for a fixed sample of users (their training sequences as "
+            "training sequences; history items of its semantic-ID family, where the run's "
+            "facts had them), for a fixed sample of users (their training sequences as "
             "histories), beside the count-based reason. The targets: at most 5% hallucinated, "
-            "at least 90% of claims supported, at least 80% naming a history item. "
+            "at least 90% of claims supported, at least 80% naming a history item; *facts "
+            "name a history item* is the share of picks whose facts give one, the most an "
+            "explanation that restates its facts can reach (n/a: not recorded by that run). "
             "Automatic checks: a title is named when "
             "a catalogue title or its first six words occur on word boundaries (at least four "
             "characters); *hallucinated*: names a title that is neither in the history nor the "
@@ -67,4 +71,5 @@ def explanations_section(found: dict) -> list[str]:
             "outside any named title, *supported* when it belongs to the pick or to a history "
             "item the explanation names; an explanation that names nothing has no history "
             "reference; a named history item is *connected* when it shares a category, genre "
-            "or brand with the pick or another user bought both.", "", *lines]
+            "or brand with the pick or another user bought both (or, where the run's facts had "
+            "them, it is of the pick's semantic-ID family).", "", *lines]

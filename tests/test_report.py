@@ -160,7 +160,8 @@ def test_explanations_section_shows_the_model_beside_the_baseline_with_examples(
     from benchmark.report_explanations import explanations_section
 
     rates = {"n": 2, "hallucinated_title_rate": 0.0, "attribute_support": None,
-             "history_reference_rate": 1.0, "claims_per_explanation": 0.0, "mean_words": 9.5}
+             "history_reference_rate": 1.0, "claims_per_explanation": 0.0, "mean_words": 9.5,
+             "facts_with_history": 0.625}
     diag = {"explanations": {"users": 2, "model": rates, "count_based": {**rates, "n": 2},
                              "examples": [{"user": 7, "facts": "Pick: X.",
                                            "explanation": "I picked X.", "baseline": "counted"}]}}
@@ -169,5 +170,6 @@ def test_explanations_section_shows_the_model_beside_the_baseline_with_examples(
     text = "\n".join(explanations_section(found))
     assert "## Explanations" in text and "count-based baseline" in text
     assert "n/a (no claims)" in text and 'sid_llm: "I picked X."' in text
+    assert "facts name a history item (ceiling)" in text and "| 0.625 " in text
     assert explanations_section({("ml", "loo"): {"sasrec_id": MethodRuns("sasrec_id", results=[
         {"seed": 0, "diagnostics": {}}])}}) == []

@@ -304,6 +304,8 @@ def test_trained_tiny_model_ranks_the_pattern_item_above_chance(random_sids, tmp
     explained = diag["explanations"]
     assert explained["users"] == 4 and explained["model"]["n"] == 4
     assert explained["count_based"]["n"] == 4 and len(explained["examples"]) == 4
+    ceiling = explained["model"]["facts_with_history"]  # the share of picks whose facts link
+    assert ceiling == explained["count_based"]["facts_with_history"] and 0 <= ceiling <= 1
     assert {"facts", "explanation", "baseline"} <= set(explained["examples"][0])
 
 

@@ -38,7 +38,7 @@ def test_facts_link_the_most_recent_history_items_that_share_a_label_or_the_bran
     assert f.values == {"labels": ("Tapes", "Duct Tapes"), "brand": ("3M",)}
     assert f.links == [(2, ["Tapes", "3M"])]  # Gorilla Glue and the staples share nothing
     assert "Related history: Scotch Foil Tape (shares Tapes, 3M)" in facts_text(cat, f)
-    assert reason(cat, f) == "I picked Duct Tape Silver because you liked Scotch Foil Tape (Tapes, 3M)."
+    assert reason(cat, f) == "Because you liked Scotch Foil Tape (Tapes, 3M), I picked Duct Tape Silver."
     lonely = facts(cat, np.array([3]), 5)
     assert lonely.links == [] and "nothing in your history is connected" in reason(cat, lonely)
 
@@ -59,7 +59,7 @@ def test_items_bought_together_by_other_users_complete_the_links():
     f = facts(cat, np.array([0, 3]), 5, co=co)  # pick: the pen, which shares nothing
     assert f.links == [] and f.bought == [(3, 2)]
     assert "Gorilla Glue (bought with it by 2 other customers)" in facts_text(cat, f)
-    assert reason(cat, f) == "I picked Pen because customers who bought Gorilla Glue also bought it."
+    assert reason(cat, f) == "Because customers who bought Gorilla Glue also bought it, I picked Pen."
     # in a training example the user bought both: one other buyer fewer
     assert facts(cat, np.array([3]), 4, co=co, own=True).bought == []
     # a catalogue link comes first; bought-together ones fill the remaining places
@@ -67,6 +67,27 @@ def test_items_bought_together_by_other_users_complete_the_links():
     assert both.links == [(2, ["Tapes", "3M"])] and both.bought == [(3, 1)]
     check = Checker(cat, co).check(reason(cat, both), np.array([3, 2]), [4])
     assert check["named_history"] == 2 and check["connected_history"] == 2
+
+
+def test_items_of_the_picks_semantic_id_family_fill_the_last_places():
+    cat = _shop()
+    families = np.array([7, 7, 1, 2, 1, 2])  # first SID code: the glue and the pen share one
+    f = facts(cat, np.array([0, 3]), 5, families=families)  # the pen shares no label, no brand
+    assert f.links == [] and f.bought == [] and f.family == [3]
+    assert "Gorilla Glue (same semantic-ID family)" in facts_text(cat, f)
+    text = reason(cat, f)
+    assert text == "Because you liked Gorilla Glue, described much like it, I picked Pen."
+    check = Checker(cat, families=families).check(text, np.array([0, 3]), [5])
+    assert check["history_reference"] and check["connected_history"] == 1
+    # without families the glue is not connected to the pen
+    assert Checker(cat).check(text, np.array([0, 3]), [5])["connected_history"] == 0
+    # catalogue links and bought-together items come first; families fill what is left
+    co = CoPurchases([np.array([3, 4])], n_items=6)  # another user bought the glue and tape
+    full = facts(cat, np.array([2, 3, 0]), 4, co=co, families=np.array([3, 1, 2, 3, 3, 0]))
+    assert full.links == [(2, ["Tapes", "3M"])] and full.bought == [(3, 1)]
+    assert full.family == []  # the staples (family 3) would be a third: two places at most
+    one = facts(cat, np.array([0, 3, 2]), 4, families=np.array([3, 1, 2, 1, 3, 0]))
+    assert one.links == [(2, ["Tapes", "3M"])] and one.family == [0]
 
 
 def test_short_titles_never_leave_a_parenthesis_open():
