@@ -319,7 +319,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.all:
         methods = [m for m in known if m not in settings.peers or args.with_peers]
     else:
-        methods = [registry.resolve_name(m.strip()) for m in args.methods.split(",") if m.strip()]
+        # a method named twice (or by an alias and its name) runs once, where first named
+        methods = list(dict.fromkeys(registry.resolve_name(m.strip())
+                                     for m in args.methods.split(",") if m.strip()))
         if not methods:
             raise BenchmarkError(f"--methods names no method, got {args.methods!r}; "
                                  f"known methods: {', '.join(known)}")
@@ -462,8 +464,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
 
 def parse_seeds(text: str) -> list[int]:
-    """``"0,1,2"`` -> ``[0, 1, 2]``; anything but non-negative integers (an empty list
-    included) is an error."""
+    """``"0,1,2"`` -> ``[0, 1, 2]``; a seed named twice counts once; anything but
+    non-negative integers (an empty list included) is an error."""
     if not text.strip():
         raise BenchmarkError(f"--seeds names no seed, got {text!r}; give comma-separated "
                              "integers >= 0, e.g. 0,1,2")
@@ -477,7 +479,7 @@ def parse_seeds(text: str) -> list[int]:
         if seed < 0:  # numpy and torch take seeds >= 0
             raise BenchmarkError(f"--seeds expects integers >= 0, got {seed}")
         seeds.append(seed)
-    return seeds
+    return list(dict.fromkeys(seeds))
 
 
 def _check_scoped_overrides(overrides: dict, methods: list[str]) -> None:

@@ -135,3 +135,16 @@ def test_a_fit_served_from_the_checkpoint_cache_is_planned_at_its_training_time(
     result["training"] = {"curve": [{"seconds": 200.0}, {"seconds": 440.0}]}
     path.write_text(json.dumps(result))
     assert abs(expected(recorded(tmp_path), "ml", "loo", "m", 0) - 442.0) < 1e-9
+
+
+def test_a_method_or_seed_named_twice_is_planned_once(tmp_path, capsys):
+    from benchmark.cli import main
+
+    assert main(["--methods", "popularity,random,popularity", "--seeds", "0,1,0",
+                 "--profile", "smoke", "--results-dir", str(tmp_path / "out"),
+                 "--cache-dir", str(tmp_path / "cache"), "--plan", "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    # 2 methods x 2 seeds x the smoke profile's datasets and protocols (2 runs per method-seed
+    # above: one dataset, both protocols)
+    assert "plan: 8 runs" in printed
+    assert sum(line.split()[0] == "popularity" for line in printed.splitlines()[1:-1]) == 2
