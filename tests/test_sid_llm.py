@@ -143,38 +143,6 @@ def _exhaustive(model, prompt, excluded, codes, vocab):
     return out
 
 
-@pytest.mark.parametrize("prompts", [[[5, 6, 7, 8, 9, 10], [11], [12, 13, 14]],
-                                     [[3, 4, 5, 6, 7, 8, 9, 10], [3, 4, 5, 11], [3, 4, 5, 12, 13]]],
-                         ids=["no shared prefix", "shared prefix"])
-def test_tree_beam_search_is_exact_when_the_beam_holds_every_item(tiny, prompts):
-    """A beam as wide as the catalogue makes beam search exhaustive, so its lists and scores
-    must equal plain teacher-forced scoring: this pins the shared-cache tree attention (masks,
-    positions, left padding), the prompts' shared prefix computed once (padding between it and
-    each prompt's own tokens), the level-restricted head and the last-level skipping, on a peft
-    model whose LoRA and trained token rows are not at their (no-op) initial values."""
-    from peft import LoraConfig, get_peft_model
-
-    model, tok, vocab = tiny
-    peft_model = get_peft_model(model, LoraConfig(
-        r=4, target_modules=["q_proj", "v_proj", "up_proj"],
-        trainable_token_indices={"embed_tokens": vocab.new_ids}))
-    torch.manual_seed(1)
-    with torch.no_grad():
-        for name, p in peft_model.named_parameters():
-            if "lora_B" in name or "trainable_tokens_delta" in name:
-                p.add_(0.5 * torch.randn_like(p))
-    peft_model.eval()
-    excluded = [np.array([0, 1, 2, 3, 4]), np.zeros(0, np.int64), np.arange(0, 40, 3)]
-    trie = SIDTrie(vocab.codes, vocab.level_sizes)
-    items, scores = constrained_beam_search(peft_model, prompts, excluded, trie, vocab,
-                                            width=64, k=10, pad=tok.pad_token_id)
-    for row, (prompt, ex) in enumerate(zip(prompts, excluded)):
-        exact = _exhaustive(peft_model, prompt, ex, vocab.codes, vocab)
-        best = sorted(exact, key=lambda i: -exact[i])[:10]
-        assert items[row].tolist() == best
-        np.testing.assert_allclose(scores[row], [exact[i] for i in best], atol=1e-4)
-
-
 def _trained_peft(model, vocab):
     """A peft model whose LoRA and trained token rows are away from their (no-op) start."""
     from peft import LoraConfig, get_peft_model
@@ -188,6 +156,28 @@ def _trained_peft(model, vocab):
             if "lora_B" in name or "trainable_tokens_delta" in name:
                 p.add_(0.5 * torch.randn_like(p))
     return peft_model.eval()
+
+
+@pytest.mark.parametrize("prompts", [[[5, 6, 7, 8, 9, 10], [11], [12, 13, 14]],
+                                     [[3, 4, 5, 6, 7, 8, 9, 10], [3, 4, 5, 11], [3, 4, 5, 12, 13]]],
+                         ids=["no shared prefix", "shared prefix"])
+def test_tree_beam_search_is_exact_when_the_beam_holds_every_item(tiny, prompts):
+    """A beam as wide as the catalogue makes beam search exhaustive, so its lists and scores
+    must equal plain teacher-forced scoring: this pins the shared-cache tree attention (masks,
+    positions, left padding), the prompts' shared prefix computed once (padding between it and
+    each prompt's own tokens), the level-restricted head and the last-level skipping, on a peft
+    model whose LoRA and trained token rows are not at their (no-op) initial values."""
+    model, tok, vocab = tiny
+    peft_model = _trained_peft(model, vocab)
+    excluded = [np.array([0, 1, 2, 3, 4]), np.zeros(0, np.int64), np.arange(0, 40, 3)]
+    trie = SIDTrie(vocab.codes, vocab.level_sizes)
+    items, scores = constrained_beam_search(peft_model, prompts, excluded, trie, vocab,
+                                            width=64, k=10, pad=tok.pad_token_id)
+    for row, (prompt, ex) in enumerate(zip(prompts, excluded)):
+        exact = _exhaustive(peft_model, prompt, ex, vocab.codes, vocab)
+        best = sorted(exact, key=lambda i: -exact[i])[:10]
+        assert items[row].tolist() == best
+        np.testing.assert_allclose(scores[row], [exact[i] for i in best], atol=1e-4)
 
 
 @pytest.mark.parametrize("precision", ["float32", "bfloat16"])

@@ -16,52 +16,31 @@ root: ``python tools/llm_precision.py [--backbone tiny:random]``; prints one JSO
 
 from __future__ import annotations
 
-import argparse
-import json
 import platform
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
+from measure_common import emit, stage2_model, step_parser
 
 from benchmark.models.llm import PRECISIONS, compute_precision
-from benchmark.models.sid_lm import Example, SIDTrie, SIDVocab, StepTrainer, constrained_beam_search
+from benchmark.models.sid_lm import Example, SIDTrie, StepTrainer, constrained_beam_search
 
 
 def build(backbone: str, device: str, items: int):
-    from peft import LoraConfig, get_peft_model
-
-    from benchmark.models.llm import load_causal_lm
-
-    model, tok = load_causal_lm(backbone, device=device, seed=0)
     rng = np.random.default_rng(0)
     sizes = [32, 32, 32, 8]
     codes = np.unique(np.stack([rng.integers(0, s, items * 2) for s in sizes], 1), axis=0)
     codes = codes[rng.permutation(len(codes))[:items]]
-    vocab = SIDVocab(codes, sizes)
-    vocab.extend(tok, model, seed=0)
-    torch.manual_seed(0)
-    lora = LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0,
-                      target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
-                                      "up_proj", "down_proj"],
-                      trainable_token_indices={"embed_tokens": vocab.new_ids})
-    return get_peft_model(model, lora), tok, vocab, SIDTrie(codes, sizes)
+    model, tok, vocab = stage2_model(backbone, device, codes, sizes)
+    return model, tok, vocab, SIDTrie(codes, sizes)
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--backbone", default="packaged:smollm2")
-    ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--prompt", type=int, default=57)
-    ap.add_argument("--answer", type=int, default=6)
-    ap.add_argument("--steps", type=int, default=2)
-    ap.add_argument("--rounds", type=int, default=2)
+    ap = step_parser(__doc__.splitlines()[0], steps=2, rounds=2)
     ap.add_argument("--users", type=int, default=32)
     ap.add_argument("--items", type=int, default=4344)
     ap.add_argument("--width", type=int, default=20)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -122,11 +101,7 @@ def main() -> None:
                                if "tokens" in k else
                                round(out["float32"][k] / out["bfloat16"][k], 3)
                                for k in out["float32"]}
-    text = json.dumps(out, indent=1)
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
+    emit(out, args.out)
 
 
 if __name__ == "__main__":

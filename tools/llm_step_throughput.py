@@ -17,44 +17,23 @@ Prints one JSON object (and writes it to ``--out`` if given).
 
 from __future__ import annotations
 
-import argparse
-import json
 import platform
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
+from measure_common import emit, stage2_model, step_parser
 
-from benchmark.models.llm import load_causal_lm
-from benchmark.models.sid_lm import Example, SIDVocab, StepTrainer
+from benchmark.models.sid_lm import Example, StepTrainer
 
 
 def build(backbone: str, device: str, seed: int):
-    from peft import LoraConfig, get_peft_model
-
-    model, tok = load_causal_lm(backbone, device=device, seed=seed)
     codes = np.stack(np.meshgrid(*(np.arange(s) for s in (8, 8, 4)), indexing="ij"), -1)
-    vocab = SIDVocab(codes.reshape(-1, 3), [8, 8, 4])
-    vocab.extend(tok, model, seed=seed)
-    torch.manual_seed(seed)
-    lora = LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0,
-                      target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
-                                      "up_proj", "down_proj"],
-                      trainable_token_indices={"embed_tokens": vocab.new_ids})
-    return get_peft_model(model, lora), tok, vocab
+    return stage2_model(backbone, device, codes.reshape(-1, 3), [8, 8, 4], seed)
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--backbone", default="packaged:smollm2")
-    ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--prompt", type=int, default=57)
-    ap.add_argument("--answer", type=int, default=6)
-    ap.add_argument("--steps", type=int, default=3)
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--out", type=Path, default=None)
+    ap = step_parser(__doc__.splitlines()[0], steps=3, rounds=3)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -106,11 +85,7 @@ def main() -> None:
            "bare_tokens_per_s": round(tokens / t_bare, 1),
            "ratio_ours_over_bare": round(t_bare / t_ours, 3),
            "torch": torch.__version__}
-    text = json.dumps(out, indent=1)
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
+    emit(out, args.out)
 
 
 if __name__ == "__main__":

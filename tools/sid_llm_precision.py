@@ -21,7 +21,6 @@ A benchmark, not a test. Run from the repository root::
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import time
@@ -29,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from measure_common import emit
 
 from benchmark import runner
 from benchmark.evaluation import HEADLINE, evaluate, metric_values
@@ -140,11 +140,7 @@ def main() -> None:
         np.mean((rk["bfloat16"] == rk["float32"]) | (np.isinf(rk["bfloat16"])
                                                       & np.isinf(rk["float32"])))), 4)
     result["speedup"] = round(seconds["float32"] / seconds["bfloat16"], 3)
-    text = json.dumps(result, indent=1)
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
+    emit(result, args.out)
 
 
 if __name__ == "__main__":
