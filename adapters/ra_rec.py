@@ -26,6 +26,12 @@
 
 ``ra_rec_hard`` (``id_prompt: false``) drops the ID soft prompt: hard prompt + context prefixes,
 trained the same way, so the difference is what the ID alignment adds.
+
+``precision`` (:func:`benchmark.models.llm.compute_precision`): every pass through the frozen LM
+(calibration, training, both towers' encoding) runs at it; under ``bfloat16`` the LM's Linear
+weights are cast once when it loads (:func:`~benchmark.models.llm.cast_frozen_linears`). It is
+part of the checkpoint key only when it is not ``float32``, so float32 checkpoints made before
+the setting existed stay valid.
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ import torch
 
 from benchmark.adapter import AdapterBase, RunContext, TrainData, UserBatch
 from benchmark.config import require_at_least, require_positive, to_dict
+from benchmark.models.llm import PRECISIONS, cast_frozen_linears, compute_precision
 from benchmark.models.prefix_towers import (
     KVShape,
     PrefixAlignment,
@@ -83,9 +90,12 @@ class RARec(AdapterBase):
         temperature: float = 0.1
         align_weight: float = 0.1
         encode_batch: int = 32
+        precision: Literal["float32", "bfloat16"] = "float32"  # passes through the frozen LM
 
         def __post_init__(self) -> None:
             super().__post_init__()
+            if self.precision not in PRECISIONS:
+                raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
             for key in ("history_titles", "history_title_tokens", "item_title_tokens",
                         "tuning_examples", "n_buckets", "denoise_window", "align_epochs",
                         "align_batch", "align_eval_every", "encode_batch"):
@@ -117,6 +127,10 @@ class RARec(AdapterBase):
         self.item_vectors: torch.Tensor | None = None  # item tower of the current state
         self.info: dict[str, Any] = {}
         self.progress: Callable | None = None
+        self.device = "cpu"
+
+    def _lm_precision(self) -> Any:
+        return compute_precision(self.device, self.config.precision)
 
     # ------------------------------------------------------------------ fit
 
@@ -136,6 +150,8 @@ class RARec(AdapterBase):
 
         lm, tok = load_causal_lm(cfg.backbone, device=ctx.device, dtype=cfg.dtype, seed=ctx.seed)
         lm.requires_grad_(False)
+        self.device = ctx.device
+        cast_frozen_linears(lm, cfg.precision)  # frozen for good: never restored
         self.lm, self.pad = lm, tok.pad_token_id
         titles = [train.catalog.title(i) for i in range(train.n_items)]
         self.prompts = PromptIds(tok, cfg, titles)
@@ -144,7 +160,8 @@ class RARec(AdapterBase):
         align = PrefixAlignment(KVShape.of(lm), cfg.hidden, cfg.id_soft_tokens,
                                 cfg.context_tokens).to(ctx.device)
         calib = np.random.default_rng(ctx.seed).permutation(train.n_items)[:64]
-        align.calibrate(lm, [item_prompts[i] for i in calib], self.pad)
+        with self._lm_precision():
+            align.calibrate(lm, [item_prompts[i] for i in calib], self.pad)
         self.align = align
         with torch.no_grad():
             ids = self.id_model.item_embedder.all_items().detach().float()
@@ -160,7 +177,9 @@ class RARec(AdapterBase):
         self.info["prompt_tokens_mean"] = {
             "user": float(np.mean([len(self.prompts.user(h)) for h in histories] or [0])),
             "item": float(np.mean([len(p) for p in item_prompts]))}
-        key = ["ra_rec", VERSION, ctx.train_hash, ctx.catalog_hash, to_dict(cfg), ctx.seed]
+        settings = {k: v for k, v in to_dict(cfg).items()
+                    if k != "precision" or v != "float32"}
+        key = ["ra_rec", VERSION, ctx.train_hash, ctx.catalog_hash, settings, ctx.seed]
         saved, cached = get_or_train(
             ctx, "ra_rec", key, lambda: self._tune(histories, targets, validate, ctx),
             map_location=str(ctx.device))
@@ -191,8 +210,10 @@ class RARec(AdapterBase):
 
         def round_(number: int) -> None:
             self.item_vectors = None  # the item tower changes with the module
-            epochs.append(train_round(towers, user_prompts, user_vectors, targets, s, opt, sched,
-                                      rng, on_step=ctx.count_examples, progress=self.progress))
+            with self._lm_precision():
+                epochs.append(train_round(towers, user_prompts, user_vectors, targets, s, opt,
+                                          sched, rng, on_step=ctx.count_examples,
+                                          progress=self.progress))
 
         stopped = train_with_patience(
             round_, validate, max_rounds=cfg.align_epochs, patience=cfg.align_epochs,
@@ -221,7 +242,9 @@ class RARec(AdapterBase):
         """The item tower over every item, [n_items, d] (once per trained state)."""
         assert self.towers is not None
         items = np.arange(len(self.towers.item_prompts))
-        return self.towers.encode_items(items, self.config.encode_batch, self.progress)
+        with self._lm_precision():
+            return self.towers.encode_items(items, self.config.encode_batch,
+                                            self.progress).float()
 
     @torch.no_grad()
     def score(self, users: UserBatch) -> torch.Tensor:
@@ -232,8 +255,9 @@ class RARec(AdapterBase):
         if self.item_vectors is None:
             self.item_vectors = self.encode_catalogue()
         prompts = [self.prompts.user(h) for h in users.histories]
-        u = self.towers.encode_many("user", prompts, self._id_user_vectors(users.histories),
-                                    self.config.encode_batch)
+        vectors = self._id_user_vectors(users.histories)  # SASRec's, at float32
+        with self._lm_precision():
+            u = self.towers.encode_many("user", prompts, vectors, self.config.encode_batch).float()
         return torch.nn.functional.normalize(u, dim=-1) @ \
             torch.nn.functional.normalize(self.item_vectors, dim=-1).T
 

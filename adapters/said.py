@@ -29,6 +29,9 @@ Choices the paper leaves open (defaults; the sizing arithmetic is in configs/met
 - The frozen table is centred and scaled to mean row norm 1 before the adapter (a fixed
   reparametrisation: the adapter's bias absorbs the centre), so both table sources start at
   the scale of an ID table.
+- ``precision`` (:func:`benchmark.models.llm.compute_precision`): stage 1's passes through the
+  frozen LM run at it; under ``bfloat16`` the LM's Linear weights are cast once when it loads.
+  It enters stage 1's key only when it is not ``float32``.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ from benchmark.adapter import RunContext, TrainData
 from benchmark.cache import stable_hash
 from benchmark.config import require_at_least, require_positive
 from benchmark.models import text_encoder
+from benchmark.models.llm import PRECISIONS, cast_frozen_linears, compute_precision
 from benchmark.models.llm_alignment import (
     AlignmentPrompt,
     AlignmentSettings,
@@ -134,6 +138,7 @@ class SAID(SASRecAdapter):
         stage1_lr: float = 2e-3  # projector
         stage1_item_lr: float = 2e-2  # per-item vectors
         match_items: int = 200  # sampled items for the exact-title match rate (0 = off)
+        precision: Literal["float32", "bfloat16"] = "float32"  # stage 1's passes through the LM
 
         def __post_init__(self) -> None:
             super().__post_init__()
@@ -147,6 +152,8 @@ class SAID(SASRecAdapter):
                 raise ValueError("prompt must contain {item} exactly once")
             if not self.text_fields:
                 raise ValueError("text_fields must name at least one field")
+            if self.precision not in PRECISIONS:
+                raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
 
     needs = frozenset({"item_text"})
     wants_gpu = True
@@ -162,8 +169,10 @@ class SAID(SASRecAdapter):
                 "said_minilm", key, lambda: encode_texts(
                     texts, cfg.text_model, device=ctx.device, show_progress=ctx.show_progress)))
             return
-        key = ["said_stage1", VERSION, ctx.catalog_hash,
-               {k: getattr(cfg, k) for k in STAGE1_KEYS}, ctx.seed]
+        settings = {k: getattr(cfg, k) for k in STAGE1_KEYS}
+        if cfg.precision != "float32":  # (absent at float32: earlier checkpoints stay valid)
+            settings["precision"] = cfg.precision
+        key = ["said_stage1", VERSION, ctx.catalog_hash, settings, ctx.seed]
         saved, cached = get_or_train(ctx, "said", key, lambda: self._align(texts, ctx))
         self.table, self.stage1 = saved["table"], {**saved["stats"], "cached": cached}
 
@@ -174,6 +183,8 @@ class SAID(SASRecAdapter):
         cfg = self.config
         lm, tok = load_causal_lm(cfg.backbone, device=ctx.device, dtype=cfg.dtype,
                                  seed=ctx.seed)
+        lm.requires_grad_(False)
+        cast_frozen_linears(lm, cfg.precision)  # frozen for good: never restored
         torch.manual_seed(ctx.seed)  # the per-item vectors and the projector
         tokens = VirtualTokens(len(texts), cfg.item_dim, cfg.virtual_tokens,
                                lm.get_input_embeddings().weight).to(ctx.device)
@@ -181,11 +192,14 @@ class SAID(SASRecAdapter):
         targets = [target_ids(tok, t, cfg.max_text_tokens) for t in texts]
         settings = AlignmentSettings(cfg.stage1_epochs, cfg.stage1_batch, cfg.stage1_lr,
                                      cfg.stage1_item_lr, ctx.seed)
-        stats = train_alignment(lm, tokens, prompt, targets, tok.pad_token_id, settings,
-                                on_step=ctx.count_examples, progress=_progress(ctx))
+        with compute_precision(ctx.device, cfg.precision):
+            stats = train_alignment(lm, tokens, prompt, targets, tok.pad_token_id, settings,
+                                    on_step=ctx.count_examples, progress=_progress(ctx))
         sample = np.random.default_rng(ctx.seed).permutation(len(texts))[:cfg.match_items]
         if len(sample):
-            stats["greedy"] = greedy_match(lm, tok, tokens, prompt, targets, np.sort(sample))
+            with compute_precision(ctx.device, cfg.precision):
+                stats["greedy"] = greedy_match(lm, tok, tokens, prompt, targets,
+                                               np.sort(sample))
         trainable = sum(p.numel() for p in tokens.parameters())
         stats["parameters"] = {"trainable": trainable,
                                "total": trainable + sum(p.numel() for p in lm.parameters())}

@@ -205,6 +205,25 @@ def test_random_selection_and_the_hard_variant_train_too(tiny_atomic, cache_dir)
     assert scores.shape == (3, dataset.n_items) and torch.isfinite(scores).all()
 
 
+def test_bfloat16_runs_every_frozen_lm_pass_and_keys_only_a_non_default_precision(
+        tiny_atomic, cache_dir):
+    """Under bfloat16 the LM's Linear weights are cast once, so a pass outside autocast would
+    fail: fitting and scoring must all run under it. float32 is not part of the checkpoint
+    key (checkpoints from before the setting stay valid); bfloat16 is."""
+    adapter, ctx, dataset, _ = smoke_fit("ra_rec_hard", "loo", tiny_atomic, cache_dir,
+                                         precision="bfloat16")
+    assert adapter.lm.model.layers[0].self_attn.q_proj.weight.dtype == torch.bfloat16
+    assert adapter.lm.model.embed_tokens.weight.dtype == torch.float32
+    assert adapter.diagnostics()["tuning"]["cached"] is False
+    scores = adapter.score(UserBatch(np.arange(2), [np.array([0, 1]), np.array([2])]))
+    assert scores.dtype == torch.float32 and torch.isfinite(scores).all()
+    f32, _, _, _ = smoke_fit("ra_rec_hard", "loo", tiny_atomic, cache_dir)
+    assert f32.diagnostics()["tuning"]["cached"] is False  # not the bfloat16 checkpoint
+    assert f32.lm.model.layers[0].self_attn.q_proj.weight.dtype == torch.float32
+    with pytest.raises(ValueError, match="precision"):
+        ra_rec.RARec.Config(precision="float16")
+
+
 # ------------------------------------------------------------------------------ configs
 
 

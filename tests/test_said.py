@@ -152,6 +152,24 @@ def test_fit_scores_every_item_and_the_second_protocol_reuses_stage1(tiny_atomic
     torch.testing.assert_close(again.table, adapter.table)
 
 
+def test_bfloat16_stage1_runs_under_autocast_and_keys_only_a_non_default_precision(
+        tiny_atomic, cache_dir, monkeypatch):
+    """Under bfloat16 the frozen LM's Linear weights are cast once, so a stage-1 pass outside
+    autocast would fail; the float32 key is the one from before the setting existed."""
+    seen = []
+    real = said.train_alignment
+    monkeypatch.setattr(said, "train_alignment", lambda lm, *a, **k: seen.append(
+        lm.model.layers[0].self_attn.q_proj.weight.dtype) or real(lm, *a, **k))
+    adapter, _, _, _ = smoke_fit("said", "loo", tiny_atomic, cache_dir, precision="bfloat16")
+    assert seen == [torch.bfloat16] and adapter.diagnostics()["stage1"]["cached"] is False
+    assert adapter.table.dtype == torch.float32 and torch.isfinite(adapter.table).all()
+    f32, _, _, _ = smoke_fit("said", "loo", tiny_atomic, cache_dir)
+    assert seen == [torch.bfloat16, torch.float32]  # its own stage 1, not the bfloat16 one
+    assert not torch.equal(f32.table, adapter.table)
+    with pytest.raises(ValueError, match="precision"):
+        said.SAID.Config(precision="float16")
+
+
 def test_minilm_variant_is_said_with_the_sentence_embeddings_as_its_table(
         tiny_atomic, cache_dir, no_minilm, monkeypatch):
     ours, parent = registry.method_yaml("said_minilm"), registry.method_yaml("said")

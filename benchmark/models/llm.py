@@ -47,6 +47,39 @@ def compute_precision(device: str, precision: str = "float32") -> Any:
     return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
 
 
+def cast_frozen_linears(model: Any, precision: str) -> list[tuple[Any, Any]]:
+    """Under ``bfloat16``, cast the weight and bias of every frozen ``nn.Linear`` (one that does
+    not require grad) to bfloat16, in place, once; returns (parameter, float32 data) pairs for
+    :func:`restore_linears`. Under ``float32`` it does nothing.
+
+    Autocast casts these on every call: it keeps a cast only for weights that require grad, so
+    a frozen LM paid a full-weight copy per forward pass. These are the casts autocast would
+    make (the same rounding), so outputs and gradients under :func:`compute_precision` are
+    bit-identical; outside it, a cast model's Linear layers refuse float32 inputs. A Linear
+    whose weight is an embedding's (a tied LM head) keeps float32: the lookup must not change.
+    """
+    import torch
+
+    if precision != "bfloat16":
+        return []
+    embeddings = {id(m.weight) for m in model.modules() if isinstance(m, torch.nn.Embedding)}
+    casts = []
+    for m in model.modules():
+        if not isinstance(m, torch.nn.Linear) or id(m.weight) in embeddings:
+            continue
+        for p in (m.weight, m.bias):
+            if p is not None and not p.requires_grad and p.dtype == torch.float32:
+                casts.append((p, p.data))
+                p.data = p.data.to(torch.bfloat16)
+    return casts
+
+
+def restore_linears(casts: list[tuple[Any, Any]]) -> None:
+    """Undo :func:`cast_frozen_linears`."""
+    for p, data in reversed(casts):
+        p.data = data
+
+
 def resolve_dtype(device: str, dtype: str = "auto") -> Any:
     import torch
 

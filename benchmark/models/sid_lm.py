@@ -302,36 +302,25 @@ def inference_weights(model: Any, precision: str = "float32") -> Iterator[None]:
       ``unmerge``). Unmerged, its wrapper rebuilds the whole embedding matrix (``index_copy``
       of 49k x 576 floats, about 38 ms on a 2-core CPU) on every call: five times per
       beam-search batch, once per generated token.
-    - Under ``bfloat16`` (autocast), every ``nn.Linear`` weight and bias is cast to bfloat16.
-      Autocast casts them on each call: it keeps a cast only for weights that require grad,
-      and under ``no_grad`` none does. These are the casts autocast would make (the same
-      rounding), so outputs are bit-identical. A Linear whose weight is the input embedding's
-      (a tied LM head) keeps float32: the embedding lookup must not change.
+    - Under ``bfloat16`` (autocast), the frozen Linear weights are cast to bfloat16 once
+      (:func:`benchmark.models.llm.cast_frozen_linears`): bit-identical outputs.
 
     Training must not run inside: the bfloat16 copies are not the parameters being trained.
     """
     from peft.tuners.trainable_tokens.layer import TrainableTokensLayer
 
+    from benchmark.models.llm import cast_frozen_linears, restore_linears
+
     tokens = [m for m in model.modules()
               if isinstance(m, TrainableTokensLayer) and not m.merged]
-    casts: list[tuple[torch.nn.Parameter, torch.Tensor]] = []
+    casts: list[tuple[Any, Any]] = []
     try:
         for layer in tokens:
             layer.merge()
-        if precision == "bfloat16":
-            embeddings = {id(m.weight) for m in model.modules()
-                          if isinstance(m, torch.nn.Embedding)}
-            for m in model.modules():
-                if not isinstance(m, torch.nn.Linear) or id(m.weight) in embeddings:
-                    continue
-                for p in (m.weight, m.bias):
-                    if p is not None and p.dtype == torch.float32:
-                        casts.append((p, p.data))
-                        p.data = p.data.to(torch.bfloat16)
+        casts = cast_frozen_linears(model, precision)
         yield
     finally:
-        for p, data in reversed(casts):
-            p.data = data
+        restore_linears(casts)
         for layer in reversed(tokens):
             layer.unmerge()
 
