@@ -35,7 +35,7 @@ from benchmark.config import (
     require_probability,
     require_range,
 )
-from benchmark.models.llm import compute_precision
+from benchmark.models.llm import compute_precision, frozen_precision
 from benchmark.models.sid_lm import (
     Prompter,
     SIDTrie,
@@ -224,7 +224,7 @@ class SIDLLM(AdapterBase):
 
     def _train(self, examples: list, ctx: RunContext, *, steps: int, batch_size: int,
                **kwargs: Any) -> dict[str, Any]:
-        with compute_precision(ctx.device, self.config.train_precision):
+        with frozen_precision(self.model, ctx.device, self.config.train_precision):
             stats = train_steps(self.model, examples, steps=steps, batch_size=batch_size,
                                 pad=self.pad, max_len=self.config.max_len, **kwargs)
         ctx.count_examples(stats["steps"] * batch_size)
@@ -260,7 +260,7 @@ class SIDLLM(AdapterBase):
                               desc="sid_llm stage 2")
 
         def chunk(number: int) -> None:
-            with compute_precision(ctx.device, cfg.train_precision):
+            with frozen_precision(self.model, ctx.device, cfg.train_precision):
                 ctx.count_examples(trainer.advance(cfg.validate_every) * cfg.stage2_batch)
 
         def check() -> float:

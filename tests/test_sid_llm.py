@@ -222,6 +222,35 @@ def test_inference_weights_change_no_output_and_restore_every_weight(tiny, preci
         assert p.dtype == torch.float32 and torch.equal(p, before[name]), name
 
 
+def test_bfloat16_training_with_frozen_weights_cast_once_equals_autocast_alone(tiny):
+    """frozen_precision casts the frozen Linear weights once per block instead of autocast
+    casting them per call: the trained rows and LoRA weights must come out bit-identical, and
+    every frozen weight float32 again after the block."""
+    import copy
+
+    from benchmark.models.llm import compute_precision, frozen_precision
+    from benchmark.models.sid_lm import Example, train_steps
+
+    model, tok, vocab = tiny
+    examples = [Example([3, 4, 5, 6 + i % 5], [int(vocab.new_ids[2 + i % 7]), tok.eos_token_id])
+                for i in range(12)]
+    trained = []
+    for block in (lambda m: compute_precision("cpu", "bfloat16"),
+                  lambda m: frozen_precision(m, "cpu", "bfloat16")):
+        torch.manual_seed(0)  # LoRA's A matrices start from the global RNG
+        peft_model = _trained_peft(copy.deepcopy(model), vocab).train()
+        with block(peft_model):
+            train_steps(peft_model, examples, steps=3, batch_size=4, lr=1e-2,
+                        pad=tok.pad_token_id, max_len=16, seed=0)
+        trained.append({n: p.detach().clone() for n, p in peft_model.named_parameters()})
+        assert all(p.dtype == torch.float32 for p in peft_model.parameters())
+    assert trained[0].keys() == trained[1].keys()
+    for name, value in trained[0].items():
+        assert torch.equal(value, trained[1][name]), name
+    moved = [n for n in trained[0] if "lora_" in n or "trainable_tokens" in n]
+    assert moved  # (the trained parameters exist and are compared above)
+
+
 def test_the_shared_prefix_leaves_every_prompt_a_token_of_its_own():
     assert shared_prefix([[1, 2, 3, 4], [1, 2, 3, 5, 6]]) == 3
     assert shared_prefix([[1, 2, 3], [1, 2, 3, 4]]) == 2  # the shorter keeps its last token

@@ -80,6 +80,24 @@ def restore_linears(casts: list[tuple[Any, Any]]) -> None:
         p.data = data
 
 
+def frozen_precision(model: Any, device: str, precision: str) -> Any:
+    """:func:`compute_precision` for a block of passes (training steps included) over ``model``,
+    with its frozen Linear weights cast once for the block (:func:`cast_frozen_linears`) and
+    restored after it: the same numbers as autocast alone, without a weight copy per call."""
+    import contextlib
+
+    @contextlib.contextmanager
+    def block() -> Any:
+        casts = cast_frozen_linears(model, precision)
+        try:
+            with compute_precision(device, precision):
+                yield
+        finally:
+            restore_linears(casts)
+
+    return block()
+
+
 def resolve_dtype(device: str, dtype: str = "auto") -> Any:
     import torch
 
