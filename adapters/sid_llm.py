@@ -326,6 +326,8 @@ class SIDLLM(AdapterBase):
                 "lora_r", "lora_targets", "roundtrip_items"]
         if c.request_alignment:  # (absent otherwise: earlier stage-1 checkpoints stay valid)
             keys += ["request_alignment", "steer_template", "steer_label_level"]
+        if c.train_precision != "float32":  # (likewise)
+            keys.append("train_precision")
         return {k: getattr(c, k) for k in keys}
 
     def _stage2_config(self) -> dict[str, Any]:

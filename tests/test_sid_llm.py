@@ -365,6 +365,10 @@ def test_a_trained_model_is_ranked_at_another_precision_without_retraining(rando
     fit(tiny_config(**validated), train, tmp_path)
     fit(tiny_config(**validated, precision="bfloat16"), train, tmp_path)
     assert len(list((tmp_path / "cache" / "sid_llm").glob("*.pt"))) == 4
+    # the training precision is part of both stages' keys (float32 by its absence)
+    assert "train_precision" not in SIDLLM(tiny_config())._stage1_config()
+    fit(tiny_config(stage2_steps=2, steer_users=0, train_precision="bfloat16"), train, tmp_path)
+    assert len(list((tmp_path / "cache" / "sid_llm").glob("*.pt"))) == 6
 
 
 def test_training_does_not_depend_on_the_global_rng_state_left_by_earlier_work(random_sids,
@@ -773,3 +777,30 @@ def test_the_precision_tool_times_both_precisions_on_a_tiny_model(tmp_path):
     assert got["bfloat16_speedup"]["rank_seconds_per_user"] == pytest.approx(
         got["float32"]["rank_seconds_per_user"] / got["bfloat16"]["rank_seconds_per_user"],
         rel=0.05)
+
+
+@pytest.mark.parametrize("tool", ["sid_llm_precision", "sid_llm_train_precision"])
+def test_the_trained_model_precision_tools_run_on_the_smoke_profile(tool, tiny_atomic,
+                                                                     tmp_path):
+    """Both tools fit the method as the benchmark does and rank validation cases: the ranking
+    tool one model at both precisions, the training tool a model per training precision."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "p.json"
+    subprocess.run([sys.executable, f"tools/{tool}.py", "--profile", "smoke",
+                    "--dataset", str(tiny_atomic), "--cache-dir", str(tmp_path / "cache"),
+                    "--threads", "1", "--cases", "6", "--out", str(out)],
+                   check=True, capture_output=True, cwd=Path(__file__).resolve().parents[1])
+    got = json.loads(out.read_text())
+    assert got["validation_cases"] == 6
+    diff = got["bfloat16_minus_float32_ndcg10"]
+    assert diff["ci95"][0] <= diff["mean"] <= diff["ci95"][1]
+    for precision in ("float32", "bfloat16"):
+        assert 0 <= got[precision]["validation_ndcg10"] <= 1
+    if tool == "sid_llm_train_precision":
+        assert got["float32"]["stage2"]["tokens_per_s"] > 0
+        assert got["bfloat16"]["stage2"]["tokens_per_s"] > 0
+        assert got["fit_speedup"] > 0
+    else:
+        assert got["float32"]["seconds_per_user"] > 0 and got["speedup"] > 0

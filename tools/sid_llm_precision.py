@@ -25,6 +25,7 @@ import os
 import platform
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -59,8 +60,10 @@ class TokenCounter:
             self.tokens += int(ids.numel())
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parser(description: str) -> argparse.ArgumentParser:
+    """The options of the SID-LLM precision tools: which trained run, threads, which
+    validation cases, method settings, where to write the JSON."""
+    ap = argparse.ArgumentParser(description=description)
     ap.add_argument("--dataset", default="amazon-scientific")
     ap.add_argument("--protocol", default="loo")
     ap.add_argument("--seed", type=int, default=0)
@@ -68,14 +71,14 @@ def main() -> None:
     ap.add_argument("--cache-dir", type=Path, default=None)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--cases", type=int, default=0, help="validation cases (0 = every case)")
-    ap.add_argument("--chunk", type=int, default=512)
-    ap.add_argument("--eval-batch", type=int, default=None,
-                    help="prompts per beam-search batch when ranking (default: the method's "
-                         "eval_batch); set after fitting, so the trained model is the same")
     ap.add_argument("--set", dest="overrides", action="append", default=[],
                     help="method setting key=value (YAML value), as the benchmark's --set")
     ap.add_argument("--out", type=Path, default=None)
-    args = ap.parse_args()
+    return ap
+
+
+def prepare(args: argparse.Namespace) -> tuple[Any, Any, Any, Any, Cases]:
+    """(harness settings, run request, dataset, split, the validation cases to rank)."""
     from benchmark.config import parse_overrides
 
     torch.set_num_threads(args.threads)
@@ -85,15 +88,26 @@ def main() -> None:
                             overrides=parse_overrides(args.overrides),
                             cache_dir=args.cache_dir, show_progress=False)
     dataset, split = runner.prepare(req, settings)
+    valid = split.valid
+    if 0 < args.cases < len(valid):
+        idx = runner.validation_sample(len(valid), args.cases, settings.split_seed)
+        valid = Cases(valid.users[idx], [valid.histories[i] for i in idx], valid.targets[idx])
+    return settings, req, dataset, split, valid
+
+
+def main() -> None:
+    ap = parser(__doc__.splitlines()[0])
+    ap.add_argument("--chunk", type=int, default=512)
+    ap.add_argument("--eval-batch", type=int, default=None,
+                    help="prompts per beam-search batch when ranking (default: the method's "
+                         "eval_batch); set after fitting, so the trained model is the same")
+    args = ap.parse_args()
+    settings, req, dataset, split, valid = prepare(args)
     start = time.perf_counter()
     adapter, _, fit_seconds = runner.fit_adapter(req, settings, dataset, split)
     fit_wall = time.perf_counter() - start
     if args.eval_batch:
         adapter.config.eval_batch = args.eval_batch
-    valid = split.valid
-    if 0 < args.cases < len(valid):
-        idx = runner.validation_sample(len(valid), args.cases, settings.split_seed)
-        valid = Cases(valid.users[idx], [valid.histories[i] for i in idx], valid.targets[idx])
     counter = TokenCounter(adapter.model.get_base_model().get_decoder()
                            if hasattr(adapter.model, "get_base_model")
                            else adapter.model.get_decoder())
