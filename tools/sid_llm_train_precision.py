@@ -25,7 +25,6 @@ import platform
 import time
 from typing import Any
 
-import numpy as np
 import torch
 from measure_common import emit
 from sid_llm_precision import paired, parser, prepare
