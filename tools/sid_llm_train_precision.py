@@ -50,7 +50,9 @@ def main() -> None:
         "threads": torch.get_num_threads(), "torch": torch.__version__,
         "machine": platform.processor() or platform.machine(), "cpus": os.cpu_count()}
     ndcg = {}
-    for precision in PRECISIONS:
+    # bfloat16 first: the float32 model is usually a benchmark run's, in the cache or still
+    # training in another process (the cache's lock makes this one wait for it)
+    for precision in reversed(PRECISIONS):
         # (the steering and explanation measurements are not needed: off, as they come
         # after training and are not part of its checkpoints)
         req.overrides = {**req.overrides, "train_precision": precision, "steer_users": 0,
