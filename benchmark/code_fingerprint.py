@@ -239,8 +239,26 @@ def canonical(fingerprint: str, entries: list[dict] | None = None) -> str:
 
 def same_code(recorded: str | None, current: str, entries: list[dict] | None = None) -> bool:
     """Whether a result made with ``recorded`` ran the code ``current`` names, directly or
-    through equivalence entries."""
+    through equivalence entries.
+
+    Each entry certifies two fingerprints equivalent, so any chain of entries does, in either
+    direction: two refactors certified from the same old code, or two old codes certified
+    against the same new one, all name one behaviour. (:func:`canonical` follows one line back
+    and can miss such a branch; keys keep using it, so cached artefacts keep their keys.)"""
     if recorded is None:
         return False
+    if recorded == current:
+        return True
     entries = equivalences() if entries is None else entries
-    return recorded == current or canonical(recorded, entries) == canonical(current, entries)
+    links: dict[str, set[str]] = {}
+    for e in entries:
+        links.setdefault(e["old"], set()).add(e["new"])
+        links.setdefault(e["new"], set()).add(e["old"])
+    seen, todo = {recorded}, [recorded]
+    while todo:
+        for linked in links.get(todo.pop(), set()) - seen:
+            if linked == current:
+                return True
+            seen.add(linked)
+            todo.append(linked)
+    return False

@@ -204,6 +204,18 @@ def test_equivalence_entries_only_for_byte_identical_smoke_results(tmp_path):
     assert cf.canonical("n2", cf.equivalences(path)) == "n2"
 
 
+def test_equivalence_holds_along_any_chain_of_entries_also_through_a_branch():
+    """b -> c and d -> c were both certified (two older codes against one newer), then c -> e:
+    a result made with b is this (e) code's, although following old links back from e
+    reaches d and never b."""
+    entries = [{"old": "b", "new": "c"}, {"old": "d", "new": "c"}, {"old": "c", "new": "e"},
+               {"old": "x", "new": "y"}]
+    assert cf.canonical("e", entries) == "d"  # one line back: misses b
+    assert cf.same_code("b", "e", entries) and cf.same_code("d", "e", entries)
+    assert cf.same_code("e", "b", entries) and cf.same_code("e", "e", [])
+    assert not cf.same_code("x", "e", entries) and not cf.same_code(None, "e", entries)
+
+
 def test_a_rerun_by_equivalent_code_keeps_the_files_code_record(tmp_path, tiny_atomic,
                                                                  monkeypatch):
     monkeypatch.setattr(cf, "EQUIVALENCE_FILE", tmp_path / "code-equivalence.json")
