@@ -360,12 +360,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.plan:
         return 0
     start = time.perf_counter()
+    expected = {j: costs.job_expected(records, j, setup) for j in jobs}
     if args.executor == "ray":
-        status = _run_on_ray(args, jobs, plan, settings.threads)
+        status = _run_on_ray(args, jobs, plan, settings.threads, expected)
         if status:
             return status
     else:
-        expected = {j: costs.job_expected(records, j, setup) for j in jobs}
         grid.run_serial(jobs, plan, progress=not args.no_progress, expected=expected)
     print(f"wall time: {time.perf_counter() - start:.1f} s; results in {out_dir}")
     if not args.no_report:
@@ -397,13 +397,16 @@ def _check_executor_args(args: argparse.Namespace) -> None:
         raise BenchmarkError(f"--ray-workers expects an integer >= 1, got {args.ray_workers}")
 
 
-def _run_on_ray(args: argparse.Namespace, jobs: list, plan: Any, threads: int | None) -> int:
+def _run_on_ray(args: argparse.Namespace, jobs: list, plan: Any, threads: int | None,
+                expected: dict) -> int:
     """The grid as Ray tasks (paths made absolute: a worker's directory may differ); 0, or the
     exit status of the failed jobs (1 if one of them hit a bug of ours, else 2)."""
     from benchmark import ray_executor
 
-    jobs = [j if _dataset_name(j.dataset) else dataclasses.replace(j, dataset=_absolute(j.dataset))
-            for j in jobs]
+    absolute = {j: j if _dataset_name(j.dataset)
+                else dataclasses.replace(j, dataset=_absolute(j.dataset)) for j in jobs}
+    jobs = list(absolute.values())
+    expected = {absolute[j]: seconds for j, seconds in expected.items() if j in absolute}
     plan = dataclasses.replace(
         plan, results_dir=plan.results_dir.resolve(), cache_dir=plan.cache_dir.resolve(),
         meta=args.meta and _absolute(args.meta),
@@ -417,7 +420,7 @@ def _run_on_ray(args: argparse.Namespace, jobs: list, plan: Any, threads: int | 
 
     failed = ray_executor.run_ray(jobs, plan, threads=threads, address=args.ray_address,
                                   workers=args.ray_workers, progress=not args.no_progress,
-                                  describe_error=describe)
+                                  describe_error=describe, expected=expected)
     if not failed:
         return 0
     print(f"error: {len(failed)} of {len(jobs)} jobs failed (named above); finished runs are "

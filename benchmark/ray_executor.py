@@ -33,6 +33,7 @@ import os
 import socket
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -73,9 +74,9 @@ def check_writable(paths: Sequence[Path]) -> None:
 _loaded_modules: set[str] = set()  # --adapter-module imports done in this worker process
 
 
-def run_job(request: Any, adapter_modules: Sequence[str] = ()) -> str:
+def run_job(request: Any, adapter_modules: Sequence[str] = ()) -> tuple[str, str]:
     """The body of one Ray task: check the shared places, load outside methods, run the job;
-    returns the path of its result JSON."""
+    returns the path of its result JSON and whether it was computed or reused."""
     from benchmark import registry, runner
 
     check_writable([request.cache_dir, request.results_dir])
@@ -83,15 +84,17 @@ def run_job(request: Any, adapter_modules: Sequence[str] = ()) -> str:
         if module not in _loaded_modules:
             registry.load_external(module)
             _loaded_modules.add(module)
-    return str(runner.run(request))
+    path, outcome = runner.run_with_outcome(request)
+    return str(path), outcome
 
 
 def run_ray(jobs: Sequence[Job], run: GridRun, *, threads: int | None,
             address: str | None = None, workers: int | None = None, progress: bool = True,
-            describe_error: Callable[[BaseException], str] = one_line
-            ) -> list[tuple[Job, str]]:
+            describe_error: Callable[[BaseException], str] = one_line,
+            expected: dict[Job, float] | None = None) -> list[tuple[Job, str]]:
     """Run ``jobs`` as Ray tasks (see the module docstring); returns the failed jobs, each with
-    its error line (``describe_error`` of what the job raised)."""
+    its error line (``describe_error`` of what the job raised). Each finished job's line gives
+    its seconds from submission and, with ``expected`` (:mod:`benchmark.plan`), the plan's."""
     ray = import_ray()
     cpus = threads or 1
     started = not ray.is_initialized()
@@ -103,7 +106,7 @@ def run_ray(jobs: Sequence[Job], run: GridRun, *, threads: int | None,
         resources = ray.cluster_resources()
         slots = workers or max(1, int(resources.get("CPU", cpus) // cpus))
         return _drive(ray, jobs, run, threads, resources.get("GPU", 0), slots, progress,
-                      describe_error)
+                      describe_error, expected or {})
     finally:
         if started:
             ray.shutdown()
@@ -120,7 +123,8 @@ def task_resources(method: str, threads: int | None, cluster_gpus: float) -> dic
 
 def _drive(ray: Any, jobs: Sequence[Job], run: GridRun, threads: int | None,
            cluster_gpus: float, slots: int, progress: bool,
-           describe_error: Callable[[BaseException], str]) -> list[tuple[Job, str]]:
+           describe_error: Callable[[BaseException], str], expected: dict[Job, float]
+           ) -> list[tuple[Job, str]]:
     """Submit ready jobs up to ``slots`` at a time, collect each as it finishes."""
     from tqdm.auto import tqdm
 
@@ -128,6 +132,7 @@ def _drive(ray: Any, jobs: Sequence[Job], run: GridRun, threads: int | None,
     before = dependencies(jobs)
     waiting = schedule(jobs)
     running: dict[Any, Job] = {}
+    submitted: dict[Any, float] = {}
     settled: set[Job] = set()
     failed: list[tuple[Job, str]] = []
     bar = tqdm(total=len(jobs), desc="runs", disable=not progress)
@@ -143,13 +148,17 @@ def _drive(ray: Any, jobs: Sequence[Job], run: GridRun, threads: int | None,
                                name=f"benchmark {job.label()}").remote(
                 run.request(job, show_progress=False), run.adapter_modules)
             running[ref] = job
+            submitted[ref] = time.perf_counter()
         bar.set_postfix_str(status())
         done, _ = ray.wait(list(running), num_returns=1)
         for ref in done:
             job = running.pop(ref)
             settled.add(job)
+            took = time.perf_counter() - submitted.pop(ref)
             try:
-                tqdm.write(finished_line(job, Path(ray.get(ref))))
+                path, outcome = ray.get(ref)
+                tqdm.write(finished_line(job, Path(path), outcome, took=took,
+                                         planned=expected.get(job)))
             except Exception as exc:
                 # A RayTaskError carries what the job raised as its `cause`.
                 message = describe_error(getattr(exc, "cause", None) or exc)

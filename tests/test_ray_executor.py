@@ -54,7 +54,12 @@ def test_ray_grid_matches_the_serial_run_and_resumes(tiny_atomic, tmp_path, caps
     pytest.importorskip("ray")
     assert main(_args(tiny_atomic, tmp_path / "serial_cache", tmp_path / "serial")) == 0
     ray_args = _args(tiny_atomic, tmp_path / "ray_cache", tmp_path / "ray")
+    capsys.readouterr()
     assert main([*ray_args, "--executor", "ray", "--ray-workers", "2"]) == 0
+    finished = [line for line in capsys.readouterr().out.splitlines() if " seed" in line
+                and "took" in line]
+    assert len(finished) == len(METHODS) * len(PROTOCOLS) * len(SEEDS)
+    assert all("(computed)" in line for line in finished)  # as the serial lines say
     cells = [(m, p, s) for m in METHODS for p in PROTOCOLS for s in SEEDS]
     for cell in cells:
         serial, on_ray = _per_user(tmp_path / "serial", *cell), _per_user(tmp_path / "ray", *cell)
