@@ -26,6 +26,7 @@ from benchmark.statistics import family_groups, holm_family, paired_tests
 
 ALPHA = 0.05
 POWER = 0.8
+WORDS = {1: "better", 0: "no difference", -1: "worse"}  # a verdict in the tables' words
 
 
 def compare(per_seed: dict[str, np.ndarray], reference: str,

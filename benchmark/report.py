@@ -20,6 +20,7 @@ from typing import Any
 from benchmark import registry
 from benchmark.cache import atomic_write_text
 from benchmark.config import PROFILES
+from benchmark.earlier_verdicts import load as load_earlier
 from benchmark.populations import configured, split_populations, superseded_section
 from benchmark.report_comparison import Comparison, _choose_reference, _same_users
 from benchmark.report_explanations import explanations_section
@@ -125,7 +126,8 @@ def write_report(results_dir: Path, output: Path | None = None, lenient: bool = 
     comparisons = {where: Comparison.of(methods, settings) for where, methods in found.items()}
     lines += summary_section(comparisons, results_dir / "plots", output.parent)
     lines.append(PROTOCOL.format(masking=masking, k=k, resamples=settings.bootstrap_resamples))
-    lines += _findings(found, settings)
+    lines += _findings(found, settings, {dataset: archive for dataset, _ in found
+                                         if (archive := load_earlier(results_dir, dataset))})
     for (dataset, protocol), methods in sorted(found.items(), key=lambda kv: (kv[0][0], kv[0][1] != "loo")):
         lines += _section(dataset, protocol, methods, results_dir / "plots", output.parent,
                           settings, comparisons[(dataset, protocol)])

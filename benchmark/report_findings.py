@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from benchmark.comparisons import compare, verdict
+from benchmark.comparisons import WORDS, compare, verdict
+from benchmark.earlier_verdicts import sentences as changes
 from benchmark.evaluation import HEADLINE
 from benchmark.report_comparison import Comparison
 from benchmark.report_format import PROTOCOL_TITLES, _p
 from benchmark.settings import HarnessSettings
 
-WORDS = {1: "better", 0: "no difference", -1: "worse"}
 COLD_WORDS = {1: "significantly above it", 0: "not significantly different",
               -1: "significantly below it"}
 HEADER = ["| comparison | Δ NDCG@10 | 95% CI | seeds | Holm p | family (m) | verdict | "
@@ -48,9 +48,10 @@ def _by_verdict(tests: dict[str, dict], order: list[str]) -> dict[int, list[str]
     return out
 
 
-def _section(c: Comparison, methods: dict, settings: HarnessSettings
-             ) -> tuple[list[str], list[str]]:
-    """(sentences, table rows) of one dataset and protocol."""
+def _section(c: Comparison, methods: dict, settings: HarnessSettings,
+             earlier: dict | None = None, protocol: str = "") -> tuple[list[str], list[str]]:
+    """(sentences, table rows) of one dataset and protocol; with the dataset's archive of
+    ``earlier`` verdicts, the sentences name what changed since (benchmark.earlier_verdicts)."""
     best = c.order[0]
     v = methods[best].per_user(HEADLINE)
     lo, hi = c.ci(v)
@@ -64,6 +65,7 @@ def _section(c: Comparison, methods: dict, settings: HarnessSettings
             f"- Worse than `{ref}`: {_named(tests, groups[-1])}."]
     rows = [_row(n, ref, tests[n]) for n in c.order if n in tests]
     floor = _against_popularity(c, settings)
+    out += changes(earlier, protocol, tests, floor[0] if floor else None)
     if floor:
         pop_mean, pop_tests = floor
         g = _by_verdict(pop_tests, list(pop_tests))
@@ -99,16 +101,19 @@ def _section(c: Comparison, methods: dict, settings: HarnessSettings
     return out, rows
 
 
-def _findings(found: dict, settings: HarnessSettings) -> list[str]:
+def _findings(found: dict, settings: HarnessSettings, earlier: dict[str, dict] | None = None
+              ) -> list[str]:
     """Sentences computed from the results by the one rule of benchmark.comparisons (what
-    README quotes), and per dataset and protocol the table of the numbers behind them."""
+    README quotes), and per dataset and protocol the table of the numbers behind them;
+    ``earlier``: {dataset: archive of its superseded verdicts} (benchmark.earlier_verdicts)."""
     lines: list[str] = []
     for (dataset, protocol), methods in sorted(found.items(),
                                                key=lambda kv: (kv[0][0], kv[0][1] != "loo")):
         c = Comparison.of(methods, settings)
         if not c.reference:
             continue
-        sentences, rows = _section(c, methods, settings)
+        sentences, rows = _section(c, methods, settings, (earlier or {}).get(dataset),
+                                   protocol)
         lines += [f"### {dataset}, {PROTOCOL_TITLES.get(protocol, protocol)}", "", *sentences,
                   ""]
         if rows:

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from tabulate import tabulate
 
-from benchmark.comparisons import verdict
+from benchmark.comparisons import WORDS, verdict
 from benchmark.evaluation import HEADLINE
 from benchmark.plots import plot_quality_vs_compute
 from benchmark.registry import split_variant
@@ -34,7 +34,6 @@ PARADIGMS = {
     "recbole_sasrec": "RecBole peer", "recbole_gru4rec": "RecBole peer",
     "recbole_bert4rec": "RecBole peer",
 }
-WORDS = {1: "better", -1: "worse", 0: "no difference"}
 
 
 def summary_section(comparisons: dict, plot_dir: Path, report_dir: Path) -> list[str]:

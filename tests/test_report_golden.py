@@ -357,3 +357,85 @@ def test_the_summary_states_the_verdicts_the_leaderboard_marks(main_run):
     assert by["strong"][loo] == "0.6667 (no difference)"
     assert by["sasrec_id"][loo] == "0.5000 (reference)"
     assert "![" in summary  # the quality-vs-compute figure leads
+
+
+def _archive_tool():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "tools" / "archive_verdicts.py"
+    spec = importlib.util.spec_from_file_location("archive_verdicts", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+EARLIER_REPORT = """## Findings
+
+### toy, leave-one-out (`loo`)
+
+- Best NDCG@10: `recformer_zeroshot`, 1.0000 [1.0000, 1.0000].
+- `sasrec_sid` is not significantly different from `sasrec_id` (Δ +0.0100; users x seeds).
+- `recformer_zeroshot` is significantly better than `sasrec_id` (Δ +0.2000; users x seeds).
+- `said` is significantly worse than `sasrec_id` (Δ -0.1000; users x seeds).
+- Against `popularity` (NDCG@10 0.3000; paired t-test): `said` below.
+
+### toy, cold-start items (`cold_item`)
+
+- Best NDCG@10: `sasrec_id`, 0.5000 [0.5000, 0.5000].
+"""
+
+
+def test_findings_name_each_changed_verdict_from_the_archive_of_earlier_ones(tmp_path):
+    """The archive tool parses the earlier REPORT's sentences (an old method name becomes the
+    new one) and recomputes them from the earlier per-user files by today's rule; the report
+    then names every verdict that moved, old and new, the ones that stand, the ones not re-run."""
+    tool = _archive_tool()
+    csv = "user_id,target_item_id,rank\n" + "".join(f"{u},i,{{}}\n" for u in USERS)
+    old = {"sasrec_id": [3] * 10, "sasrec_sid": [3] * 9 + [1], "recformer_zeroshot": [1] * 10,
+           "said": [7] * 10, "popularity": [5] * 10}
+    files = {f"results/toy/loo/{m}/seed0.per_user.csv": csv.format(*r) for m, r in old.items()}
+    files["REPORT.md"] = EARLIER_REPORT
+    archive = tool.archive(files.__getitem__, sorted(files), "toy", "a sample", "REPORT.md at x")
+    loo = archive["protocols"]["loo"]
+    assert list(archive["protocols"]) == ["loo"]  # no cold_item files: nothing archived
+    assert loo["published"]["verdicts"] == {
+        "sasrec_sid": {"delta": 0.01, "verdict": "no difference"},
+        "recformer_pretrained": {"delta": 0.2, "verdict": "better"},
+        "said": {"delta": -0.1, "verdict": "worse"}}
+    assert loo["published"]["popularity"] == 0.3
+    redone = loo["one_rule"]["verdicts"]
+    assert redone["recformer_pretrained"]["verdict"] == "better"  # +1/2 for every user
+    assert redone["sasrec_sid"]["verdict"] == "no difference"  # one user of ten moved
+    assert redone["said"]["delta"] == pytest.approx(1 / 3 - 1 / 2)
+
+    results = tmp_path / "results"
+    write_method(results, "sasrec_id", [3] * 10)
+    write_method(results, "sasrec_sid", [1] * 10)
+    write_method(results, "recformer_pretrained", [3] * 8 + [1, 7])
+    write_method(results, "popularity", [5] * 10)
+    (results / "toy" / "earlier-verdicts.json").write_text(json.dumps(archive))
+    findings = report(results, tmp_path).split("## Findings", 1)[1].split("\n## ", 1)[0]
+    assert ("- Since the earlier evaluation (a sample; REPORT.md at x), verdicts against "
+            "`sasrec_id` changed for: `sasrec_sid` no difference (Δ +0.0100) → better "
+            "(Δ +0.5000); `recformer_pretrained` better (Δ +0.2000) → no difference "
+            "(Δ +0.0333). Unchanged: none. Not yet re-run on today's users: `said`.") in findings
+    assert "- Then and now: `popularity` scored 0.3000 then and 0.3869 now." in findings
+    (results / "toy" / "earlier-verdicts.json").unlink()
+    assert "Since the earlier" not in report(results, tmp_path)
+
+
+def test_the_committed_archive_of_earlier_verdicts_agrees_with_its_own_files():
+    """Amazon's archive (tools/archive_verdicts.py at the commit it names): the Δ each
+    published sentence states equals the one recomputed from that commit's per-user files."""
+    from pathlib import Path
+
+    path = (Path(__file__).resolve().parent.parent / "results" / "amazon-scientific"
+            / "earlier-verdicts.json")
+    archive = json.loads(path.read_text())
+    for entry in archive["protocols"].values():
+        redone = entry["one_rule"]["verdicts"]
+        for name, said in entry["published"]["verdicts"].items():
+            assert said["delta"] == pytest.approx(redone[name]["delta"], abs=5e-5), name
+        assert entry["published"]["popularity"] == pytest.approx(
+            entry["one_rule"]["methods"]["popularity"]["ndcg10"], abs=5e-5)
