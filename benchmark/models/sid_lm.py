@@ -478,10 +478,16 @@ def level_heads(model: Any, vocab: SIDVocab) -> list[tuple[torch.Tensor, torch.T
     Decoding only ever compares code tokens of one level, so scoring them against these rows
     instead of the whole LM head (a fifth of SmolLM2's compute per position) gives the same
     logits at a fraction of the cost. Under a peft ``TrainableTokensWrapper`` (the tied head
-    when the new rows are trained), ``.weight`` is the base weight with the trained rows merged.
+    when the new rows are trained), ``.weight`` is the base weight with the trained rows merged:
+    peft rebuilds it on every access (a copy of the whole 49k x 576 matrix), even when the rows
+    are merged already (:func:`inference_weights`); then the base weight is those same values,
+    and it is read directly.
     """
     head = _base(model).get_output_embeddings()
-    weight, bias = head.weight, getattr(head, "bias", None)  # peft's wrapper merges on access
+    tokens = getattr(head, "token_adapter", None)  # peft's TrainableTokensWrapper
+    weight = (tokens.base_layer.weight if tokens is not None and tokens.merged
+              else head.weight)  # unmerged, peft's wrapper merges on access
+    bias = getattr(head, "bias", None)
     out = []
     for ids in vocab.level_token_ids:
         ids = ids.to(weight.device)
