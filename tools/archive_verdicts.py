@@ -37,6 +37,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmark.comparisons import compare, verdict  # noqa: E402
 from benchmark.earlier_verdicts import FILE_NAME, WORDS  # noqa: E402
+from benchmark.evaluation import metric_values  # noqa: E402
 from benchmark.registry import ALIASES  # noqa: E402
 from benchmark.settings import harness_settings  # noqa: E402
 
@@ -79,7 +80,7 @@ def ndcg10(per_user_csv: str) -> pd.Series:
     """NDCG@10 per user from a per-user file's 1-based ranks (an empty rank is a miss)."""
     table = pd.read_csv(io.StringIO(per_user_csv))
     rank = pd.to_numeric(table["rank"], errors="coerce").to_numpy(dtype=float)
-    value = np.where(rank <= 10, 1.0 / np.log2(np.nan_to_num(rank, nan=1e12) + 1.0), 0.0)
+    value = metric_values(np.nan_to_num(rank, nan=np.inf))["NDCG@10"]
     return pd.Series(value, index=table["user_id"].astype(str))
 
 
