@@ -29,6 +29,7 @@ from benchmark.report_sections import (
     _compute,
     _curves,
     _diagnostics,
+    _precision,
     _run_table,
     _skipped,
     _steerability,
@@ -136,6 +137,7 @@ def write_report(results_dir: Path, output: Path | None = None, lenient: bool = 
     say("tables done; plots and the remaining sections")
     lines += _curves(found, results_dir / "plots", output.parent)
     lines += _compute(found, settings)
+    lines += _precision(results_dir)
     lines += _tuning(load_tuning(results_dir), found)
     lines += _steerability(found)
     lines += explanations_section(found)

@@ -3,6 +3,7 @@ training compute, compute, settings chosen on validation, skipped files and the 
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -205,6 +206,37 @@ def _ranking_cost(found: dict) -> list[str]:
     return ["Ranking cost: test-time inference (scoring, or beam search for list methods) per "
             "test user under `loo`, mean over seeds, on the hardware each result records.", "",
             tabulate(rows, ["method", "dataset", "ms per user", "list length", "hardware"],
+                     tablefmt="pipe", disable_numparse=True), ""]
+
+
+def _precision(results_dir: Path) -> list[str]:
+    """The SID-LLM ranking-precision benchmarks (``tools/sid_llm_precision.py``) found under
+    ``results_dir/throughput``: float32 and bfloat16 measured in one run on the same model and
+    validation cases, with the machine's load when the run began (an idle 2-core machine is
+    the setting the ranking budget is stated for)."""
+    rows = []
+    for path in sorted((results_dir / "throughput").glob("sid-llm-precision-*.json")):
+        try:
+            rec = json.loads(path.read_text())
+            f32, bf16 = rec["float32"], rec["bfloat16"]
+            diff = rec["bfloat16_minus_float32_ndcg10"]
+        except (OSError, ValueError, KeyError):
+            continue
+        load = rec.get("load_average_start") or ["?"]
+        rows.append([rec.get("dataset", "?"), str(rec.get("validation_cases", "?")),
+                     str(rec.get("threads", "?")), str(load[0]),
+                     f"{f32['seconds_per_user']:.4f}", f"{bf16['seconds_per_user']:.4f}",
+                     f"{f32['tokens_per_second']:.0f}", f"{bf16['tokens_per_second']:.0f}",
+                     f"{diff['mean']:+.5f} [{diff['ci95'][0]:+.5f}, {diff['ci95'][1]:+.5f}]",
+                     f"`{path.name}`"])
+    if not rows:
+        return []
+    return ["SID-LLM ranking at float32 and bfloat16, measured in one run on the same trained "
+            "model and validation cases (`python tools/sid_llm_precision.py`; load: the "
+            "machine's 1-minute load average when the run began):", "",
+            tabulate(rows, ["dataset", "validation cases", "threads", "load", "float32 s/user",
+                            "bfloat16 s/user", "float32 tokens/s", "bfloat16 tokens/s",
+                            "NDCG@10 bfloat16 - float32 [95% CI]", "file"],
                      tablefmt="pipe", disable_numparse=True), ""]
 
 

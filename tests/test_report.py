@@ -173,3 +173,26 @@ def test_explanations_section_shows_the_model_beside_the_baseline_with_examples(
     assert "facts name a history item (ceiling)" in text and "| 0.625 " in text
     assert explanations_section({("ml", "loo"): {"sasrec_id": MethodRuns("sasrec_id", results=[
         {"seed": 0, "diagnostics": {}}])}}) == []
+
+
+def test_precision_benchmarks_are_rendered_side_by_side(tmp_path):
+    """Each ``sid-llm-precision-*.json`` under results/throughput becomes one row with both
+    precisions' cost and the paired NDCG difference; a file missing a field is left out."""
+    import json
+
+    from benchmark.report_sections import _precision
+
+    assert _precision(tmp_path) == []
+    (tmp_path / "throughput").mkdir()
+    rec = {"dataset": "toy", "validation_cases": 12, "threads": 2, "load_average_start": [0.3],
+           "float32": {"seconds_per_user": 0.12, "tokens_per_second": 700.0},
+           "bfloat16": {"seconds_per_user": 0.045, "tokens_per_second": 2100.0},
+           "bfloat16_minus_float32_ndcg10": {"mean": 0.0003, "ci95": [-0.0001, 0.0007]}}
+    (tmp_path / "throughput" / "sid-llm-precision-toy.json").write_text(json.dumps(rec))
+    (tmp_path / "throughput" / "sid-llm-precision-broken.json").write_text("{}")
+    lines = "\n".join(_precision(tmp_path)).splitlines()
+    row = next(line for line in lines if "`sid-llm-precision-toy.json`" in line)
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[:9] == ["toy", "12", "2", "0.3", "0.1200", "0.0450", "700", "2100",
+                         "+0.00030 [-0.00010, +0.00070]"]
+    assert not any("broken" in line for line in lines)
