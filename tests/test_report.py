@@ -156,6 +156,36 @@ def test_tokenizer_table_takes_sweep_runs_out_of_the_leaderboards():
     assert rows["letter_native (built with interactions of unknown split)"][2:4] == ["1.0000", "—"]
 
 
+def test_tokenizer_table_says_what_collisions_do_in_numbers():
+    import pandas as pd
+
+    from benchmark.report_tokenizers import tokenizer_section
+
+    def runs(name, ranks, share, prefixes):
+        table = pd.DataFrame({"user_id": list("abcd"), "target_item_id": list("ijkl"),
+                              "rank": ranks})
+        sid = {"items_with_unique_id_share": share, "distinct_prefixes": prefixes}
+        return MethodRuns(name, results=[{"list_length": None,
+                                          "diagnostics": {"semantic_ids": sid}}],
+                          tables=[table])
+
+    loo = {"tiger": runs("tiger", [1, 1, 50, 50], 0.5, [3, 7]),
+           "tiger@rk_native": runs("tiger@rk_native", [3, 3, 3, 3], 0.7, [4, 8, 9]),
+           "tiger@rk_zcr": runs("tiger@rk_zcr", [1, 1, 1, 1], 1.0, [4, 8, 12]),
+           "tiger@rq_native": runs("tiger@rq_native", [50, 50, 50, 50], 0.6, [4, 8, 9]),
+           "tiger@rq_zcr": runs("tiger@rq_zcr", [1, 1, 50, 50], 1.0, [2, 5, 12])}
+    found = {("amz", "loo"): {"tiger": loo.pop("tiger")}}
+    text = "\n".join(tokenizer_section(found, {("amz", "loo"): loo}))
+    # equal prefixes up to the last level: a controlled pair; rank 3 -> 0.5, rank 1 -> 1.0
+    assert ("`rk_native` → `rk_zcr` (items with a unique ID 70.0% → 100.0%; the same prefixes "
+            "on every level but the last") in text and "tiger loo 0.5000 → 1.0000" in text
+    assert "`rq_native` → `rq_zcr` (items with a unique ID 60.0% → 100.0%; separately built" in text
+    # shares (ours counts as 1.0) 1.0, 0.7, 1.0, 0.6, 1.0 against 0.5, 0.5, 1.0, 0.0, 0.5:
+    # mid-ranks 4, 2, 4, 1, 4 and 3, 3, 5, 1, 3 -> covariance 6 over sqrt(8 x 8)
+    assert "tiger loo ρ = +0.75 (n = 5)" in text
+    assert "seed-to-seed sd" not in text  # one seed of ours: no spread to show
+
+
 def test_explanations_section_shows_the_model_beside_the_baseline_with_examples():
     from benchmark.report_explanations import explanations_section
 
