@@ -22,7 +22,12 @@ from benchmark.cache import atomic_write_text
 from benchmark.config import PROFILES
 from benchmark.earlier_verdicts import load as load_earlier
 from benchmark.populations import configured, split_populations, superseded_section
-from benchmark.report_comparison import Comparison, _choose_reference, _same_users
+from benchmark.report_comparison import (
+    Comparison,
+    _choose_reference,
+    _same_sources,
+    _same_users,
+)
 from benchmark.report_explanations import explanations_section
 from benchmark.report_findings import _findings
 from benchmark.report_sections import (
@@ -110,8 +115,8 @@ def write_report(results_dir: Path, output: Path | None = None, lenient: bool = 
         if not methods:
             continue
         reference = _choose_reference(methods, settings.reference, settings.fallback_reference)
-        kept = _same_users(check_table(methods, reference, lenient, skipped), settings, lenient,
-                           skipped)
+        kept = _same_sources(check_table(methods, reference, lenient, skipped), lenient, skipped)
+        kept = _same_users(kept, settings, lenient, skipped) if kept else kept
         if kept:
             found[where] = kept
     sweep = split_sweep(found)  # `<method>@<index>` runs: the tokenizer table only

@@ -1,5 +1,5 @@
 """The methods of one (dataset, protocol) side by side: which files share the table's test
-cases, which method is the reference, the slice masks, and :class:`Comparison`, which runs every
+cases and each method's semantic-ID source, which method is the reference, the slice masks, and :class:`Comparison`, which runs every
 paired test once (the statistics are benchmark.comparisons and benchmark.seed_test)."""
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import pandas as pd
 from benchmark.comparisons import compare
 from benchmark.errors import BenchmarkError
 from benchmark.evaluation import HEADLINE
+from benchmark.registry import split_variant
 from benchmark.result_checks import majority
 from benchmark.results import MethodRuns, Skipped
 from benchmark.settings import HarnessSettings
@@ -85,6 +86,47 @@ def _cold_masks(table0: pd.DataFrame) -> list[tuple[str, str, np.ndarray]]:
 def _users(table: pd.DataFrame) -> tuple[tuple[str, str], ...]:
     """The test cases of a per-user file: (user, target item) pairs in user order."""
     return tuple(zip(table["user_id"], table["target_item_id"]))
+
+
+def sid_source(result: dict) -> str:
+    """Where a run's semantic IDs came from: ``config.semantic_ids.source``, else ``ours``
+    (also for a method without semantic IDs, where every run agrees)."""
+    config = result.get("config") if isinstance(result.get("config"), dict) else {}
+    block = config.get("semantic_ids") if isinstance(config.get("semantic_ids"), dict) else {}
+    return str(block.get("source") or "ours")
+
+
+def _same_sources(methods: dict[str, MethodRuns], lenient: bool,
+                  skipped: list[Skipped]) -> dict[str, MethodRuns]:
+    """The methods (and seeds) whose runs read their method's semantic IDs; any other file is an
+    error, or, with ``lenient``, skipped. ``<method>@<variant>``'s source is
+    ``published:<variant>``; a plain method's is the one most of its seeds read (on a tie, its
+    first run's). ``--set tiger.semantic_ids.source=published:<variant>`` keeps the name
+    ``tiger``, so one such run in a results folder would otherwise become a seed of the default
+    ``tiger`` row with no note."""
+    kept: dict[str, MethodRuns] = {}
+    for name, runs in methods.items():
+        sources = [sid_source(result) for result in runs.results]
+        base, variant = split_variant(name)
+        want = f"published:{variant}" if variant else majority(sources, [False] * len(sources))
+        keep = MethodRuns(name)
+        for result, table, path, source in zip(runs.results, runs.tables, runs.paths, sources):
+            if source == want:
+                keep.results.append(result)
+                keep.tables.append(table)
+                keep.paths.append(path)
+                continue
+            fix = (f"; a run on a published index is the method `{base}@"
+                   f"{source.partition(':')[2]}`" if source.startswith("published:") else "")
+            why = (f"semantic IDs from `{source}`, but {name}'s "
+                   f"{'name says' if variant else 'other seeds say'} `{want}` (one method, one ID "
+                   f"source{fix})")
+            if not lenient:
+                raise BenchmarkError(f"{path}: {why} (`report --lenient` skips such files)")
+            skipped.append(Skipped(path, why))
+        if keep.results:
+            kept[name] = keep
+    return kept
 
 
 def _same_users(methods: dict[str, MethodRuns], settings: HarnessSettings, lenient: bool,

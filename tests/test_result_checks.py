@@ -185,6 +185,34 @@ def test_every_setting_that_changes_a_metrics_meaning_must_agree(results, tmp_pa
         report(results, tmp_path)
 
 
+def test_a_seed_on_another_semantic_id_source_is_not_a_seed_of_the_method(results, tmp_path,
+                                                                         capsys):
+    """`--set tiger.semantic_ids.source=published:letter_native --seeds 1` writes tiger/seed1:
+    it became a seed of the default row with no note. Now it is refused, naming the method it
+    belongs to; with --lenient skipped, and the row keeps its other seed."""
+    write_method(results, "weak", [7] * 10, seed=1)
+    edit_json(results, "weak", lambda r: r.update(
+        config={"semantic_ids": {"source": "published:letter_native"}}), seed=1)
+    with pytest.raises(BenchmarkError, match=(
+            r"toy/loo/weak/seed1\.json: semantic IDs from `published:letter_native`, but weak's "
+            r"other seeds say `ours` \(one method, one ID source; a run on a published index is "
+            r"the method `weak@letter_native`\) \(`report --lenient` skips such files\)$")):
+        report(results, tmp_path)
+    text = write_report(results, tmp_path / "REPORT.md", lenient=True).read_text()
+    assert "published:letter_native" in skipped_rows(text)["toy/loo/weak/seed1.json"]
+    assert "toy/loo/weak/seed0.json" not in skipped_rows(text)
+    assert leaderboard_methods(text) == ["sasrec_id", "weak", "random"]
+    # a variant's folder must hold runs on its own index
+    for stale in folder(results, "weak").glob("seed1.*"):
+        stale.unlink()
+    write_method(results, "weak@rqvae_native", [7] * 10)
+    with pytest.raises(BenchmarkError, match=(
+            r"toy/loo/weak@rqvae_native/seed0\.json: semantic IDs from `ours`, but "
+            r"weak@rqvae_native's name says `published:rqvae_native` \(one method, one ID "
+            r"source\)")):
+        report(results, tmp_path)
+
+
 def test_another_evaluation_population_goes_to_a_marked_table_without_verdicts(results,
                                                                               tmp_path):
     """A run on a superseded sample is neither compared in the table nor refused: it is shown
