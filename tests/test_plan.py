@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from benchmark.grid import Job
 from benchmark.plan import cheap_first, expected, plan_lines, recorded
 
@@ -86,6 +88,37 @@ def test_plan_flag_prints_the_plan_and_runs_nothing(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert printed.startswith("plan (quickest first):") and "plan: 2 runs" in printed
     assert not list(out.rglob("seed*.json"))
+
+
+@pytest.mark.parametrize(("native", "overrides", "warned"), [
+    (False, [], True), (True, [], False), (False, ["--set", "sid_llm.precision=float32"], False)])
+def test_bfloat16_on_a_cpu_that_emulates_it_is_warned_before_the_plan(tmp_path, capsys,
+                                                                      monkeypatch, native,
+                                                                      overrides, warned):
+    """sid_llm ranks under bfloat16 by default; on an AVX2-only CPU that ran ~20x slower than
+    float32 with no word said. The setting stays (it is the run's config); the user is told."""
+    from benchmark import cli
+
+    monkeypatch.setattr(cli, "native_bfloat16", lambda: native)
+    assert cli.main(["--methods", "sid_llm,popularity", "--seeds", "0", "--profile", "smoke",
+                     "--results-dir", str(tmp_path / "out"), "--cache-dir", str(tmp_path / "c"),
+                     "--plan", "--no-progress", *overrides]) == 0
+    err = capsys.readouterr().err
+    assert ("warning: sid_llm run their LLM passes under precision bfloat16" in err) == warned
+    assert ("--set sid_llm.precision=float32 to run them" in err) == warned
+    assert "popularity" not in err
+
+
+def test_native_bfloat16_reads_the_cpu_flags(monkeypatch):
+    import torch
+
+    from benchmark import cli
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for flags, native in [({"avx2": True}, False), ({"avx512_bf16": True}, True),
+                          ({"amx_bf16": True, "avx512_bf16": False}, True)]:
+        monkeypatch.setattr(torch._C._cpu, "_get_cpu_capability", lambda f=flags: f)
+        assert cli.native_bfloat16() is native
 
 
 def test_a_calibration_run_sets_its_jobs_and_scales_the_others(tmp_path):
