@@ -5,6 +5,7 @@ paired test once (the statistics are benchmark.comparisons and benchmark.seed_te
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -88,6 +89,14 @@ def _users(table: pd.DataFrame) -> tuple[tuple[str, str], ...]:
     return tuple(zip(table["user_id"], table["target_item_id"]))
 
 
+def _refuse(path: Path, why: str, lenient: bool, skipped: list[Skipped]) -> None:
+    """A file that does not belong in the table: a one-line error, or with ``lenient`` a
+    skipped file that the report lists."""
+    if not lenient:
+        raise BenchmarkError(f"{path}: {why} (`report --lenient` skips such files)")
+    skipped.append(Skipped(path, why))
+
+
 def sid_source(result: dict) -> str:
     """Where a run's semantic IDs came from: ``config.semantic_ids.source``, else ``ours``
     (also for a method without semantic IDs, where every run agrees)."""
@@ -121,9 +130,7 @@ def _same_sources(methods: dict[str, MethodRuns], lenient: bool,
             why = (f"semantic IDs from `{source}`, but {name}'s "
                    f"{'name says' if variant else 'other seeds say'} `{want}` (one method, one ID "
                    f"source{fix})")
-            if not lenient:
-                raise BenchmarkError(f"{path}: {why} (`report --lenient` skips such files)")
-            skipped.append(Skipped(path, why))
+            _refuse(path, why, lenient, skipped)
         if keep.results:
             kept[name] = keep
     return kept
@@ -153,9 +160,7 @@ def _same_users(methods: dict[str, MethodRuns], settings: HarnessSettings, lenie
                 why = (f"its split `{result.get('split_hash')}` is not the split `{split}` of "
                        f"{ref_name}; rerun it (methods of one dataset and protocol must share "
                        "one split)")
-                if not lenient:
-                    raise BenchmarkError(f"{path}: {why} (`report --lenient` skips such files)")
-                skipped.append(Skipped(path, why))
+                _refuse(path, why, lenient, skipped)
                 continue
             if _users(table) == users:
                 keep.results.append(result)
@@ -169,9 +174,7 @@ def _same_users(methods: dict[str, MethodRuns], settings: HarnessSettings, lenie
                       "target items differ (another split?)")
             why = (f"{differ}; methods of one dataset and protocol must be evaluated on the same "
                    "test cases")
-            if not lenient:
-                raise BenchmarkError(f"{path}: {why} (`report --lenient` skips such files)")
-            skipped.append(Skipped(path, why))
+            _refuse(path, why, lenient, skipped)
         if keep.results:
             kept[name] = keep
     return kept
