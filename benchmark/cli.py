@@ -413,9 +413,10 @@ def _warn_emulated_bfloat16(methods: list[str]) -> None:
     if not methods or native_bfloat16():
         return
     fix = " ".join(f"--set {m}.precision=float32" for m in methods)
-    print(f"warning: {', '.join(methods)} run their LLM passes under precision bfloat16, which "
+    verb, them = ("runs its", "it") if len(methods) == 1 else ("run their", "them")
+    print(f"warning: {', '.join(methods)} {verb} LLM passes under precision bfloat16, which "
           "this CPU emulates (no AVX512-BF16 or AMX): on such a CPU a Linear layer measured 8x "
-          f"slower than in float32. Add {fix} to run them at float32 (validation NDCG@10 "
+          f"slower than in float32. Add {fix} to run {them} at float32 (validation NDCG@10 "
           "measured the same at both; docs/methods/sid_llm.md).", file=sys.stderr, flush=True)
 
 

@@ -104,8 +104,8 @@ def test_bfloat16_on_a_cpu_that_emulates_it_is_warned_before_the_plan(tmp_path, 
                      "--results-dir", str(tmp_path / "out"), "--cache-dir", str(tmp_path / "c"),
                      "--plan", "--no-progress", *overrides]) == 0
     err = capsys.readouterr().err
-    assert ("warning: sid_llm run their LLM passes under precision bfloat16" in err) == warned
-    assert ("--set sid_llm.precision=float32 to run them" in err) == warned
+    assert ("warning: sid_llm runs its LLM passes under precision bfloat16" in err) == warned
+    assert ("--set sid_llm.precision=float32 to run it at" in err) == warned
     assert "popularity" not in err
 
 
