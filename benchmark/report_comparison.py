@@ -1,6 +1,7 @@
 """The methods of one (dataset, protocol) side by side: which files share the table's test
-cases and each method's semantic-ID source, which method is the reference, the slice masks, and :class:`Comparison`, which runs every
-paired test once (the statistics are benchmark.comparisons and benchmark.seed_test)."""
+cases and each method's semantic-ID source, which method is the reference, the slice masks,
+and :class:`Comparison`, which runs every paired test once (the statistics are
+benchmark.comparisons and benchmark.seed_test)."""
 
 from __future__ import annotations
 
@@ -168,9 +169,10 @@ def _same_users(methods: dict[str, MethodRuns], settings: HarnessSettings, lenie
                 keep.paths.append(path)
                 continue
             ours, theirs = set(table["user_id"]), {u for u, _ in users}
+            moved = len(set(_users(table)) - set(users))
             differ = (f"{len(ours - theirs)} of its {len(ours)} users are not among the "
                       f"{len(theirs)} users of {ref_name}" if ours != theirs else
-                      f"its users are those of {ref_name}, but {len(set(_users(table)) - set(users))} "
+                      f"its users are those of {ref_name}, but {moved} "
                       "target items differ (another split?)")
             why = (f"{differ}; methods of one dataset and protocol must be evaluated on the same "
                    "test cases")
