@@ -6,10 +6,14 @@ linked by code-equivalence entries, the result is this code's; different, the re
 naming the methods; absent (files made before schema 3), the report says how many results
 cannot be checked. Methods from outside the repository are checked only where their module is
 loaded (``--adapter-module``); otherwise they count as unchecked.
+
+The same table also says when a method's seeds ran with different configs (:func:`config_lines`):
+the seeds are pooled as one method, so a recipe that changed between seeds must be visible.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -78,3 +82,45 @@ def code_status(results: Iterable[dict[str, Any]], entries: list[dict] | None = 
         else:
             status.differs.append(label)
     return status
+
+
+def _flat(config: Any, prefix: str = "") -> dict[str, str]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": "1"}``: each leaf setting as canonical JSON."""
+    if not isinstance(config, dict) or not config:
+        return {prefix: json.dumps(config, sort_keys=True)} if prefix else {}
+    out: dict[str, str] = {}
+    for key, value in config.items():
+        out.update(_flat(value, f"{prefix}.{key}" if prefix else str(key)))
+    return out
+
+
+def config_lines(methods: dict[str, Any]) -> list[str]:
+    """One line naming every method of a table whose seeds ran with different configs (the
+    run's resolved ``config``), with each differing setting's value per seed. A table pools a
+    method's seeds, so a reader must know when they are not one recipe (a config changed after
+    some seeds had run, or a setting such as precision chosen per machine). A setting a run does
+    not record (it predates the setting) reads "not recorded"; ``null`` counts as not recorded."""
+    parts = []
+    for name, runs in methods.items():
+        flats = [(r.get("seed"), _flat(r.get("config") or {})) for r in runs.results]
+        keys = sorted({k for _, f in flats for k in f})
+        differ = []
+        for key in keys:
+            seeds: dict[str, list[str]] = {}
+            for seed, f in flats:
+                value = f.get(key, "null")
+                seeds.setdefault("not recorded" if value == "null" else value, []).append(str(seed))
+            if len(seeds) > 1:
+                differ.append(f"`{key}` " + ", ".join(
+                    f"{_short_value(v)} (seed{'s' if len(s) > 1 else ''} {', '.join(s)})"
+                    for v, s in seeds.items()))
+        if differ:
+            parts.append(f"{name}: {'; '.join(differ)}")
+    if not parts:
+        return []
+    return ["Config: pooled here as one method, these seeds ran with different settings - "
+            + " | ".join(parts) + "."]
+
+
+def _short_value(value: str, limit: int = 40) -> str:
+    return value if len(value) <= limit else value[:limit - 3] + "..."

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 from tabulate import tabulate
 
-from benchmark.code_status import code_status
+from benchmark.code_status import code_status, config_lines
 from benchmark.comparisons import compare
 from benchmark.evaluation import HEADLINE, METRICS
 from benchmark.plots import plot_overall, plot_slices
@@ -30,6 +30,7 @@ def _section(dataset: str, protocol: str, methods: dict[str, MethodRuns], plot_d
     table0 = slice_columns(methods)
     slice_means = {name: c.slice_means(name) for name in c.order}
     code = code_status(r for runs in methods.values() for r in runs.results).lines()
+    code += config_lines(methods)
     return [*_header(dataset, protocol, c), *[f"{line}\n" for line in code], *_leaderboard(c),
             *_slice_table(c, slice_means),
             *_cold_depth(methods, c.order, table0, c.reference), *_significance(c),

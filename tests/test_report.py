@@ -226,3 +226,22 @@ def test_precision_benchmarks_are_rendered_side_by_side(tmp_path):
     assert cells[:9] == ["toy", "12", "2", "0.3", "0.1200", "0.0450", "700", "2100",
                          "+0.00030 [-0.00010, +0.00070]"]
     assert not any("broken" in line for line in lines)
+
+
+def test_a_method_whose_seeds_ran_different_configs_is_named_under_its_table():
+    from benchmark.code_status import config_lines
+
+    def run(seed: int, config: dict) -> dict:
+        return {"seed": seed, "config": config}
+
+    same = MethodRuns("a", results=[run(0, {"lr": 0.1, "ids": {"k": 8}}),
+                                    run(1, {"lr": 0.1, "ids": {"k": 8}})])
+    assert config_lines({"a": same}) == []
+    changed = MethodRuns("b", results=[run(0, {"patience": 10, "ids": {"k": 8}}),
+                                       run(1, {"patience": 5, "ids": {"k": 16}}),
+                                       run(2, {"patience": 5, "ids": {"k": 8}, "new": None})])
+    older = MethodRuns("c", results=[run(0, {"precision": "float32"}), run(1, {})])
+    (line,) = config_lines({"a": same, "b": changed, "c": older})
+    assert "a:" not in line and "`new`" not in line  # null and absent both read not recorded
+    assert "b: `ids.k` 8 (seeds 0, 2), 16 (seed 1); `patience` 10 (seed 0), 5 (seeds 1, 2)" in line
+    assert 'c: `precision` "float32" (seed 0), not recorded (seed 1)' in line
