@@ -14,11 +14,13 @@ the seeds are pooled as one method, so a recipe that changed between seeds must 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from benchmark import code_fingerprint as cf
+from benchmark import registry
+from benchmark.config import method_layers
 from benchmark.errors import BenchmarkError
 
 
@@ -94,32 +96,85 @@ def _flat(config: Any, prefix: str = "") -> dict[str, str]:
     return out
 
 
-def config_lines(methods: dict[str, Any]) -> list[str]:
-    """One line naming every method of a table whose seeds ran with different configs (the
-    run's resolved ``config``), with each differing setting's value per seed. A table pools a
-    method's seeds, so a reader must know when they are not one recipe (a config changed after
-    some seeds had run, or a setting such as precision chosen per machine). A setting a run does
-    not record (it predates the setting) reads "not recorded"; ``null`` counts as not recorded."""
-    parts = []
+def _not_recorded(value: str) -> str:
+    return "not recorded" if value == "null" else value
+
+
+def _seeds(seeds: list[str]) -> str:
+    return f"seed{'s' if len(seeds) > 1 else ''} {', '.join(seeds)}"
+
+
+def config_lines(methods: dict[str, Any],
+                 yaml_of: Callable[[dict[str, Any]], dict[str, str] | None] | None = None
+                 ) -> list[str]:
+    """What the report says under a table about the configs its runs were made with.
+
+    - A method whose seeds ran with different resolved configs (``config``), each differing
+      setting with its value per seed: a table pools a method's seeds, so a reader must know
+      when they are not one recipe (a YAML changed after some seeds had run, or a setting such
+      as precision chosen per machine).
+    - A method whose runs hold a setting other than the one this checkout's YAML gives for the
+      run's dataset and profile (``yaml_of``, default :func:`yaml_settings`): made before the
+      YAML changed, or with ``--set``. Only the keys the YAML sets are compared.
+
+    A setting a run does not record (it predates the setting) reads "not recorded"; ``null``
+    counts as not recorded."""
+    yaml_of = yaml_settings if yaml_of is None else yaml_of
+    pooled, drift = [], []
     for name, runs in methods.items():
-        flats = [(r.get("seed"), _flat(r.get("config") or {})) for r in runs.results]
-        keys = sorted({k for _, f in flats for k in f})
+        flats = [(str(r.get("seed")), _flat(r.get("config") or {}), r) for r in runs.results]
+        keys = sorted({k for _, f, _ in flats for k in f})
         differ = []
         for key in keys:
             seeds: dict[str, list[str]] = {}
-            for seed, f in flats:
-                value = f.get(key, "null")
-                seeds.setdefault("not recorded" if value == "null" else value, []).append(str(seed))
+            for seed, f, _ in flats:
+                seeds.setdefault(_not_recorded(f.get(key, "null")), []).append(seed)
             if len(seeds) > 1:
-                differ.append(f"`{key}` " + ", ".join(
-                    f"{_short_value(v)} (seed{'s' if len(s) > 1 else ''} {', '.join(s)})"
-                    for v, s in seeds.items()))
+                differ.append(f"`{key}` " + ", ".join(f"{_short_value(v)} ({_seeds(s)})"
+                                                      for v, s in seeds.items()))
         if differ:
-            parts.append(f"{name}: {'; '.join(differ)}")
-    if not parts:
-        return []
-    return ["Config: pooled here as one method, these seeds ran with different settings - "
-            + " | ".join(parts) + "."]
+            pooled.append(f"{name}: {'; '.join(differ)}")
+        moved: dict[tuple[str, str, str], list[str]] = {}
+        for seed, f, result in flats:
+            for key, want in (yaml_of(result) or {}).items():
+                have, want = _not_recorded(f.get(key, "null")), _not_recorded(want)
+                if have != want:
+                    moved.setdefault((key, have, want), []).append(seed)
+        if moved:
+            drift.append(f"{name}: " + "; ".join(
+                f"`{key}` {_short_value(have)} ({_seeds(seeds)}), YAML {_short_value(want)}"
+                for (key, have, want), seeds in sorted(moved.items())))
+    out = []
+    if pooled:
+        out.append("Config: pooled here as one method, these seeds ran with different settings - "
+                   + " | ".join(pooled) + ".")
+    if drift:
+        out.append("Config: these runs hold settings other than this checkout's YAML gives "
+                   "(made before it changed, or with `--set`) - " + " | ".join(drift) + ".")
+    return out
+
+
+def yaml_settings(result: dict[str, Any]) -> dict[str, str] | None:
+    """{setting: canonical JSON} that the checkout's YAML gives the run's method for its
+    dataset and profile (the ``--set`` layer left out), flattened as :func:`_flat`; None for a
+    method this checkout does not know."""
+    method = str(result.get("method", ""))
+    base, variant = registry.split_variant(method)
+    try:
+        yaml_data = registry.method_yaml(base)
+        layers = method_layers(base, yaml_data, str(result.get("profile", "default")), {},
+                               (result.get("dataset") or {}).get("name"))
+    except BenchmarkError:
+        return None
+    merged: dict[str, str] = {}
+    for _, mapping in layers[:-1]:
+        for key, value in mapping.items():
+            block = _flat({key: value})
+            merged = {k: v for k, v in merged.items()
+                      if not (k == key or k.startswith(f"{key}."))} | block
+    if variant is not None:
+        merged["semantic_ids.source"] = json.dumps(f"published:{variant}")
+    return merged
 
 
 def _short_value(value: str, limit: int = 40) -> str:

@@ -1,5 +1,7 @@
 """Report pieces that read method diagnostics."""
 
+import json
+
 from benchmark.report_sections import _steerability
 from benchmark.results import MethodRuns
 
@@ -241,7 +243,30 @@ def test_a_method_whose_seeds_ran_different_configs_is_named_under_its_table():
                                        run(1, {"patience": 5, "ids": {"k": 16}}),
                                        run(2, {"patience": 5, "ids": {"k": 8}, "new": None})])
     older = MethodRuns("c", results=[run(0, {"precision": "float32"}), run(1, {})])
-    (line,) = config_lines({"a": same, "b": changed, "c": older})
+    (line,) = config_lines({"a": same, "b": changed, "c": older}, yaml_of=lambda r: None)
     assert "a:" not in line and "`new`" not in line  # null and absent both read not recorded
     assert "b: `ids.k` 8 (seeds 0, 2), 16 (seed 1); `patience` 10 (seed 0), 5 (seeds 1, 2)" in line
     assert 'c: `precision` "float32" (seed 0), not recorded (seed 1)' in line
+
+
+def test_runs_made_before_the_yaml_changed_are_named_with_the_yaml_value():
+    from benchmark.code_status import config_lines, yaml_settings
+
+    def run(seed: int, **config) -> dict:
+        return {"seed": seed, "method": "tiger", "profile": "default",
+                "dataset": {"name": "ml-100k"}, "config": config}
+
+    ml = yaml_settings(run(0))  # the checkout's own YAML, its ml-100k block included
+    assert ml is not None and ml["epoch_examples"] == "20000"
+    assert "epoch_examples" not in yaml_settings({**run(0), "dataset": {"name": "other"}})
+    assert yaml_settings({**run(0), "method": "tiger@rqvae_native"})["semantic_ids.source"] == \
+        '"published:rqvae_native"'
+    assert yaml_settings({**run(0), "method": "no_such_method"}) is None
+    current = {k: json.loads(v) for k, v in ml.items() if "." not in k}
+    old = {**current, "patience": current["patience"] + 1}
+    runs = MethodRuns("tiger", results=[run(0, **current), run(1, **old), run(2, **old)])
+    pooled, drift = config_lines({"tiger": runs})
+    assert "`patience`" in pooled
+    assert drift.endswith(f"tiger: `patience` {current['patience'] + 1} (seeds 1, 2), "
+                          f"YAML {current['patience']}.")
+    assert config_lines({"tiger": MethodRuns("tiger", results=[run(0, **current)])}) == []
