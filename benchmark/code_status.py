@@ -55,8 +55,7 @@ def _grouped(labels: list[str]) -> str:
     for label in labels:
         method, _, seed = label.rpartition(" seed")
         seeds.setdefault(method, []).append(seed)
-    return ", ".join(f"{m} (seed{'s' if len(s) > 1 else ''} {', '.join(s)})"
-                     for m, s in seeds.items())
+    return ", ".join(f"{m} ({_seeds(s)})" for m, s in seeds.items())
 
 
 def code_status(results: Iterable[dict[str, Any]], entries: list[dict] | None = None
@@ -119,7 +118,9 @@ def config_lines(methods: dict[str, Any],
 
     A setting a run does not record (it predates the setting) reads "not recorded"; ``null``
     counts as not recorded."""
-    yaml_of = yaml_settings if yaml_of is None else yaml_of
+    if yaml_of is None:  # every seed of a method asks for the same YAML: read it once here
+        yaml_of = _memo(yaml_settings, lambda r: (r.get("method"), r.get("profile"),
+                                                  (r.get("dataset") or {}).get("name")))
     pooled, drift = [], []
     for name, runs in methods.items():
         flats = [(str(r.get("seed")), _flat(r.get("config") or {}), r) for r in runs.results]
@@ -158,23 +159,34 @@ def yaml_settings(result: dict[str, Any]) -> dict[str, str] | None:
     """{setting: canonical JSON} that the checkout's YAML gives the run's method for its
     dataset and profile (the ``--set`` layer left out), flattened as :func:`_flat`; None for a
     method this checkout does not know."""
-    method = str(result.get("method", ""))
-    base, variant = registry.split_variant(method)
+    base, variant = registry.split_variant(str(result.get("method", "")))
     try:
-        yaml_data = registry.method_yaml(base)
-        layers = method_layers(base, yaml_data, str(result.get("profile", "default")), {},
+        layers = method_layers(base, registry.method_yaml(base),
+                               str(result.get("profile", "default")), {},
                                (result.get("dataset") or {}).get("name"))
     except BenchmarkError:
         return None
     merged: dict[str, str] = {}
     for _, mapping in layers[:-1]:
         for key, value in mapping.items():
-            block = _flat({key: value})
             merged = {k: v for k, v in merged.items()
-                      if not (k == key or k.startswith(f"{key}."))} | block
+                      if not (k == key or k.startswith(f"{key}."))} | _flat({key: value})
     if variant is not None:
         merged["semantic_ids.source"] = json.dumps(f"published:{variant}")
     return merged
+
+
+def _memo(fn: Callable[[dict[str, Any]], Any], key: Callable[[dict[str, Any]], Any]
+          ) -> Callable[[dict[str, Any]], Any]:
+    """``fn`` remembering its answer per ``key(result)`` for the life of the returned function."""
+    seen: dict[Any, Any] = {}
+
+    def call(result: dict[str, Any]) -> Any:
+        k = key(result)
+        if k not in seen:
+            seen[k] = fn(result)
+        return seen[k]
+    return call
 
 
 def _short_value(value: str, limit: int = 40) -> str:
