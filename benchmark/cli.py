@@ -25,7 +25,7 @@ import traceback
 from pathlib import Path
 from typing import Any, NoReturn
 
-from benchmark.config import PROFILES
+from benchmark.config import PROFILES, flat_settings, to_dict
 from benchmark.errors import BenchmarkError, one_line
 
 COMMANDS = ("run", "tune", "list", "report", "recommend", "chat")
@@ -332,11 +332,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     seeds = settings.seeds if args.seeds is None else parse_seeds(args.seeds)
     datasets = [args.dataset] if args.dataset else settings.datasets
     slow: set[str] = set()
+    resolved = {}  # (dataset, method) -> its config's settings, for the plan's estimates
     for dataset in datasets:  # every config is checked before any data is loaded or job run
         for method in methods:
             _, config = runner.resolve_config(method, args.profile,
                                               _overrides_for(method, method_over, len(methods)),
                                               _dataset_name(dataset))
+            resolved[(dataset, method)] = flat_settings(to_dict(config))
             if getattr(config, "precision", "float32") == "bfloat16":
                 slow.add(method)
     _warn_emulated_bfloat16(sorted(slow))
@@ -357,14 +359,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     # Expected times come from the profile's reference results (results/ for the default
     # profile, results-gpu/ for gpu), whatever folder this run writes to.
     records = costs.recorded(reference_results_dir(args.profile, cache_dir))
-    jobs = costs.cheap_first(jobs, records)
+    jobs = costs.cheap_first(jobs, records, resolved)
     setup = costs.setup_seconds(jobs, lambda job: _prepare(plan, job))
-    lines, _, _ = costs.plan_lines(jobs, records, setup)
+    lines, _, _ = costs.plan_lines(jobs, records, setup, resolved)
     print("\n".join(lines), flush=True)
     if args.plan:
         return 0
     start = time.perf_counter()
-    expected = {j: costs.job_expected(records, j, setup) for j in jobs}
+    expected = {j: costs.job_expected(records, j, setup, resolved) for j in jobs}
     if args.executor == "ray":
         status = _run_on_ray(args, jobs, plan, settings.threads, expected)
         if status:

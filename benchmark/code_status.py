@@ -20,7 +20,7 @@ from typing import Any
 
 from benchmark import code_fingerprint as cf
 from benchmark import registry
-from benchmark.config import method_layers
+from benchmark.config import flat_settings, method_layers
 from benchmark.errors import BenchmarkError
 
 
@@ -85,16 +85,6 @@ def code_status(results: Iterable[dict[str, Any]], entries: list[dict] | None = 
     return status
 
 
-def _flat(config: Any, prefix: str = "") -> dict[str, str]:
-    """``{"a": {"b": 1}}`` -> ``{"a.b": "1"}``: each leaf setting as canonical JSON."""
-    if not isinstance(config, dict) or not config:
-        return {prefix: json.dumps(config, sort_keys=True)} if prefix else {}
-    out: dict[str, str] = {}
-    for key, value in config.items():
-        out.update(_flat(value, f"{prefix}.{key}" if prefix else str(key)))
-    return out
-
-
 def _not_recorded(value: str) -> str:
     return "not recorded" if value == "null" else value
 
@@ -123,7 +113,7 @@ def config_lines(methods: dict[str, Any],
                                                   (r.get("dataset") or {}).get("name")))
     pooled, drift = [], []
     for name, runs in methods.items():
-        flats = [(str(r.get("seed")), _flat(r.get("config") or {}), r) for r in runs.results]
+        flats = [(str(r.get("seed")), flat_settings(r.get("config") or {}), r) for r in runs.results]
         keys = sorted({k for _, f, _ in flats for k in f})
         differ = []
         for key in keys:
@@ -157,7 +147,7 @@ def config_lines(methods: dict[str, Any],
 
 def yaml_settings(result: dict[str, Any]) -> dict[str, str] | None:
     """{setting: canonical JSON} that the checkout's YAML gives the run's method for its
-    dataset and profile (the ``--set`` layer left out), flattened as :func:`_flat`; None for a
+    dataset and profile (the ``--set`` layer left out), flattened as :func:`benchmark.config.flat_settings`; None for a
     method this checkout does not know."""
     base, variant = registry.split_variant(str(result.get("method", "")))
     try:
@@ -170,7 +160,7 @@ def yaml_settings(result: dict[str, Any]) -> dict[str, str] | None:
     for _, mapping in layers[:-1]:
         for key, value in mapping.items():
             merged = {k: v for k, v in merged.items()
-                      if not (k == key or k.startswith(f"{key}."))} | _flat({key: value})
+                      if not (k == key or k.startswith(f"{key}."))} | flat_settings({key: value})
     if variant is not None:
         merged["semantic_ids.source"] = json.dumps(f"published:{variant}")
     return merged

@@ -39,7 +39,7 @@ class Conversational(Protocol):
 
 def _fitted(args: argparse.Namespace):
     from benchmark import registry, runner
-    from benchmark.config import parse_overrides
+    from benchmark.config import flat_settings, parse_overrides, to_dict
     from benchmark.settings import harness_settings
 
     args.method = registry.resolve_name(args.method)
@@ -54,23 +54,26 @@ def _fitted(args: argparse.Namespace):
 
         torch.set_num_threads(settings.threads)
     dataset, split = runner.prepare(req, settings)
-    cls, _ = runner.resolve_config(req.method, req.profile, req.overrides, dataset.name)
+    cls, config = runner.resolve_config(req.method, req.profile, req.overrides, dataset.name)
     check_request(args, dataset, cls)  # before the model is loaded or trained
-    print(fit_notice(args, dataset.name), file=sys.stderr, flush=True)
+    print(fit_notice(args, dataset.name, flat_settings(to_dict(config))), file=sys.stderr,
+          flush=True)
     adapter, _, _ = runner.fit_adapter(req, settings, dataset, split)
     return adapter, dataset, split
 
 
-def fit_notice(args: argparse.Namespace, dataset: str) -> str:
+def fit_notice(args: argparse.Namespace, dataset: str,
+               settings: dict[str, str] | None = None) -> str:
     """What `recommend` / `chat` will fit before answering, and how long that took when it was
-    recorded: a first call trains the method (minutes to hours for an LLM method on a CPU);
-    a call after a benchmark run with the same cache finds its checkpoints and takes seconds."""
+    recorded (by a run with the same ``settings`` where there is one): a first call trains the
+    method (minutes to hours for an LLM method on a CPU); a call after a benchmark run with the
+    same cache finds its checkpoints and takes seconds."""
     from benchmark import plan
     from benchmark.settings import default_cache_dir, reference_results_dir
 
     cache = args.cache_dir or default_cache_dir()
     records = plan.recorded(reference_results_dir(args.profile, cache))
-    seconds = plan.expected(records, dataset, args.protocol, args.method)
+    seconds = plan.expected(records, dataset, args.protocol, args.method, args.seed, settings)
     cost = ("no recorded run of it to say how long that takes" if seconds is None else
             f"a recorded run took about {seconds / 60:.0f} min (training and test ranking)")
     return (f"{args.command}: fitting {args.method} on {dataset} ({args.protocol}, seed "

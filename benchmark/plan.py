@@ -5,7 +5,12 @@ December 2026) ``total_seconds``: the job's whole wall-clock time, set-up includ
 expected time is the recorded time of the committed result of the same method, dataset, protocol
 and seed (seeds differ: early stopping ends them at different epochs), else the mean over that
 group's seeds (else the other protocol's), taken from the reference results folder whatever
-folder the run writes to. A result from before ``total_seconds`` counts fit + inference plus the
+folder the run writes to. When the job's resolved config is known (the CLI passes it), only
+records made with the same settings count: a seed recorded with other settings (a YAML that has
+changed since, a ``--set``) gives way to the group's seeds that match; where none match, the
+plan still uses the record and names the settings that differ under its line (a TIGER run at
+patience 10 took 60-77 minutes where its patience-5 records said 11). Settings a record
+predates are not counted as differences. A result from before ``total_seconds`` counts fit + inference plus the
 job's set-up (loading the data, splitting, fingerprinting the code), which the CLI measures on
 this machine before it prints the plan (:func:`setup_seconds`).
 
@@ -30,6 +35,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from benchmark.config import flat_settings
+
+Settings = dict[str, str]  # a config as benchmark.config.flat_settings gives it
+
 
 @dataclass(frozen=True)
 class Record:
@@ -43,6 +52,11 @@ class Record:
     ratio: float = 1.0  # the calibration ratio applied to the other seeds
     calibration: str = ""  # the calibration run's hardware
     ran_at: dict[int, int] = field(default_factory=dict)  # seed -> position in the calibration run
+    settings: dict[int, Settings] = field(default_factory=dict)  # seed -> its recorded config
+
+    def matching(self, settings: Settings | None) -> list[int]:
+        """The recorded seeds whose settings agree with ``settings`` (every seed when None)."""
+        return [s for s in self.by_seed if not differing(self.settings.get(s, {}), settings)]
 
     def source(self, seeds: Sequence[int]) -> str:
         """Where the expected times of these seeds come from, in words."""
@@ -50,6 +64,14 @@ class Record:
             return f"measured by the calibration run on {self.calibration}"
         scaled = f" x {self.ratio:.2f} (calibration ratio)" if self.ratio != 1.0 else ""
         return f"recorded on {self.hardware}{scaled}"
+
+
+def differing(recorded: Settings, settings: Settings | None) -> list[tuple[str, str, str]]:
+    """(key, recorded value, value now) for each setting both hold with different values."""
+    if not settings:
+        return []
+    return [(k, v, settings[k]) for k, v in sorted(recorded.items())
+            if k in settings and settings[k] != v]
 
 
 def _hardware(result: dict[str, Any]) -> str:
@@ -63,8 +85,9 @@ MIN_RATIO_SECONDS = 20.0  # jobs shorter than this are mostly set-up: left out o
 
 
 def _result_rows(results_dir: Path) -> list[tuple[tuple[str, str, str], int | None, float,
-                                                   bool, str]]:
-    """(key, seed, seconds, leaves set-up out, hardware) of every readable result file."""
+                                                   bool, str, Settings]]:
+    """(key, seed, seconds, leaves set-up out, hardware, settings) of every readable result
+    file."""
     rows = []
     for path in sorted(Path(results_dir).glob("*/*/*/seed*.json")):
         try:
@@ -78,12 +101,13 @@ def _result_rows(results_dir: Path) -> list[tuple[tuple[str, str, str], int | No
             trained = max([float(p.get("seconds") or 0) for p in curve], default=0.0)
             total = (float(whole) if whole is not None else
                      fit + float(timing.get("inference_seconds") or 0)) + max(trained - fit, 0.0)
+            settings = flat_settings(result.get("config") or {})
         except (OSError, ValueError, TypeError, AttributeError):
             continue  # the report refuses damaged files; a plan just skips them
         seed = path.stem.removeprefix("seed")
         rows.append(((path.parts[-4], path.parts[-3], path.parts[-2]),
                      int(seed) if seed.isdigit() else None, total, whole is None,
-                     _hardware(result)))
+                     _hardware(result), settings))
     return rows
 
 
@@ -137,7 +161,7 @@ def write_calibration(run_dir: Path, output: Path, note: str = "") -> dict[str, 
 def calibration_ratio(rows: list, calibrated: dict) -> float:
     """Median of calibrated / recorded seconds over the jobs both have (recorded at least
     MIN_RATIO_SECONDS); 1.0 when there are none."""
-    ratios = sorted(calibrated[(*key, seed)] / seconds for key, seed, seconds, _, _ in rows
+    ratios = sorted(calibrated[(*key, seed)] / seconds for key, seed, seconds, *_ in rows
                     if seed is not None and (*key, seed) in calibrated
                     and seconds >= MIN_RATIO_SECONDS)
     if not ratios:
@@ -161,8 +185,11 @@ def recorded(results_dir: Path) -> dict[tuple[str, str, str], Record]:
     partial: dict[tuple[str, str, str], set[int]] = defaultdict(set)
     hardware: dict[tuple[str, str, str], str] = {}
     measured: dict[tuple[str, str, str], set[int]] = defaultdict(set)
-    for key, seed, seconds, without, hw in rows:
+    settings: dict[tuple[str, str, str], dict[int, Settings]] = defaultdict(dict)
+    for key, seed, seconds, without, hw, config in rows:
         hardware.setdefault(key, hw)
+        if seed is not None:
+            settings[key][seed] = config
         if seed is None:
             extra[key].append(seconds * ratio)
         elif (*key, seed) not in calibrated:
@@ -182,7 +209,8 @@ def recorded(results_dir: Path) -> dict[tuple[str, str, str], Record]:
         values = [*by_seed[key].values(), *extra[key]]
         out[key] = Record(values, hardware.get(key, calibration_hw), dict(by_seed[key]),
                           frozenset(partial[key]), len(partial[key]) / len(values),
-                          frozenset(measured[key]), ratio, calibration_hw, dict(ran_at[key]))
+                          frozenset(measured[key]), ratio, calibration_hw, dict(ran_at[key]),
+                          dict(settings[key]))
     return out
 
 
@@ -198,34 +226,60 @@ def _record(records: dict, dataset: str, protocol: str, method: str) -> Record |
     return None
 
 
-def _lookup(records: dict, dataset: str, protocol: str, method: str,
-            seed: int | None) -> tuple[float, float] | None:
-    """(recorded seconds, share of them that leave set-up out) of a job, or None."""
+def _lookup(records: dict, dataset: str, protocol: str, method: str, seed: int | None,
+            settings: Settings | None = None) -> tuple[float, float] | None:
+    """(recorded seconds, share of them that leave set-up out) of a job, or None. With the
+    job's ``settings``: its own seed's record if made with them, else the mean over the seeds
+    that were, else (none were) as without them."""
     rec = _record(records, dataset, protocol, method)
     if rec is None:
         return None
-    if seed is not None and seed in rec.by_seed:
+    same = rec.matching(settings)
+    if seed is not None and seed in rec.by_seed and (seed in same or not same):
         return rec.by_seed[seed], float(seed in rec.without_setup)
+    if same and len(same) < len(rec.by_seed):
+        return (sum(rec.by_seed[s] for s in same) / len(same),
+                sum(s in rec.without_setup for s in same) / len(same))
     return sum(rec.seconds) / len(rec.seconds), rec.mean_without_setup
 
 
 def expected(records: dict, dataset: str, protocol: str, method: str,
-             seed: int | None = None) -> float | None:
+             seed: int | None = None, settings: Settings | None = None) -> float | None:
     """Recorded seconds of a job: its own seed's when recorded, else the mean over its group's
-    seeds, from its protocol or else the other one; None if none."""
-    found = _lookup(records, dataset, protocol, method, seed)
+    seeds, from its protocol or else the other one (with ``settings``, from the records made
+    with them where there are any); None if none."""
+    found = _lookup(records, dataset, protocol, method, seed, settings)
     return None if found is None else found[0]
 
 
-def job_expected(records: dict, job: Any, setup: dict[tuple[str, str], float] | None = None
-                 ) -> float | None:
+def job_expected(records: dict, job: Any, setup: dict[tuple[str, str], float] | None = None,
+                 settings: dict[tuple[str, str], Settings] | None = None) -> float | None:
     """A job's expected wall-clock seconds: its recorded time, plus its measured set-up where
-    the record leaves set-up out."""
-    found = _lookup(records, job.dataset, job.protocol, job.method, job.seed)
+    the record leaves set-up out. ``settings``: (dataset, method) -> the job's resolved config."""
+    found = _lookup(records, job.dataset, job.protocol, job.method, job.seed,
+                    (settings or {}).get((job.dataset, job.method)))
     if found is None:
         return None
     seconds, without = found
     return seconds + without * (setup or {}).get((job.dataset, job.protocol), 0.0)
+
+
+def settings_note(records: dict, dataset: str, protocol: str, method: str,
+                  settings: Settings | None, limit: int = 4) -> str | None:
+    """A line for the plan when no record of the job was made with its settings: the settings
+    that differ, recorded value -> value now (up to ``limit`` of them)."""
+    rec = _record(records, dataset, protocol, method)
+    if rec is None or not settings or not rec.by_seed or rec.matching(settings):
+        return None
+    changes: dict[str, tuple[set[str], str]] = {}
+    for recorded_settings in rec.settings.values():
+        for key, was, now in differing(recorded_settings, settings):
+            changes.setdefault(key, (set(), now))[0].add(was)
+    shown = [f"`{key}` {' / '.join(sorted(was))} -> {now}"
+             for key, (was, now) in sorted(changes.items())[:limit]]
+    more = f", and {len(changes) - limit} more" if len(changes) > limit else ""
+    return ("    recorded with other settings, so the time may differ: "
+            + ", ".join(shown) + more)
 
 
 def setup_seconds(jobs: Sequence[Any], prepare: Any) -> dict[tuple[str, str], float]:
@@ -246,7 +300,8 @@ def setup_seconds(jobs: Sequence[Any], prepare: Any) -> dict[tuple[str, str], fl
 ORDER_STEP = 10.0  # seconds: jobs whose expected times fall in one step keep the grid's order
 
 
-def cheap_first(jobs: Sequence[Any], records: dict) -> list[Any]:
+def cheap_first(jobs: Sequence[Any], records: dict,
+                settings: dict[tuple[str, str], Settings] | None = None) -> list[Any]:
     """The jobs a calibration run measured first, in the order it ran them (so each one-off
     cost, a dataset's first load or the text embeddings and semantic IDs a first job builds for
     the later ones, falls on the job that paid it there); then the others by expected time in
@@ -257,7 +312,7 @@ def cheap_first(jobs: Sequence[Any], records: dict) -> list[Any]:
         rec = records.get((job.dataset, job.protocol, job.method))
         if rec is not None and job.seed in rec.ran_at:
             return (0, rec.ran_at[job.seed], i)
-        e = expected(records, job.dataset, job.protocol, job.method, job.seed)
+        e = job_expected(records, job, settings=settings)
         return (2 if e is None else 1, int((e or 0.0) // ORDER_STEP), i)
 
     return [job for _, job in sorted(enumerate(jobs), key=key)]
@@ -272,15 +327,18 @@ def _duration(seconds: float) -> str:
 
 
 def plan_lines(jobs: Sequence[Any], records: dict,
-               setup: dict[tuple[str, str], float] | None = None) -> tuple[list[str], float, int]:
-    """One line per (method, dataset, protocol) group with its seeds and expected time, then
+               setup: dict[tuple[str, str], float] | None = None,
+               settings: dict[tuple[str, str], Settings] | None = None
+               ) -> tuple[list[str], float, int]:
+    """One line per (method, dataset, protocol) group with its seeds and expected time (and,
+    when no record was made with the group's settings, a line naming those that differ), then
     the total; returns (lines, expected seconds of the estimated jobs, jobs without estimate)."""
     groups: dict[tuple[str, str, str], list[Any]] = {}
     for job in jobs:
         groups.setdefault((job.method, job.dataset, job.protocol), []).append(job)
     lines, total, unknown = [], 0.0, 0
     for (method, dataset, protocol), group in groups.items():
-        times = [job_expected(records, job, setup) for job in group]
+        times = [job_expected(records, job, setup, settings) for job in group]
         seeds_text = ",".join(str(job.seed) for job in group)
         if times[0] is None:
             unknown += len(group)
@@ -295,6 +353,10 @@ def plan_lines(jobs: Sequence[Any], records: dict,
                 source = f"as {method.split('@', 1)[0]}, {source}"
             cost = f"~{_duration(sum(known))} ({_duration(each)} each; {source})"
         lines.append(f"  {method:22s} {dataset:18s} {protocol:9s} seeds {seeds_text:10s} {cost}")
+        note = settings_note(records, dataset, protocol, method,
+                             (settings or {}).get((dataset, method)))
+        if note and times[0] is not None:
+            lines.append(note)
     tail = f"plan: {len(jobs)} runs, expected ~{_duration(total)}"
     if unknown:
         tail += f" plus {unknown} run(s) with no recorded time"

@@ -10,15 +10,17 @@ from benchmark.grid import Job
 from benchmark.plan import cheap_first, expected, plan_lines, recorded
 
 
-def _write(root, dataset, protocol, method, seed, fit, inference=0.0, total=None):
+def _write(root, dataset, protocol, method, seed, fit, inference=0.0, total=None, config=None):
     folder = root / dataset / protocol / method
     folder.mkdir(parents=True, exist_ok=True)
     hw = {"device": "cpu", "cpu_count": 2, "torch_threads": 1}
     timing = {"fit_seconds": fit, "inference_seconds": inference}
     if total is not None:
         timing["total_seconds"] = total
-    (folder / f"seed{seed}.json").write_text(json.dumps(
-        {"timing": timing, "environment": {"hardware": hw}}))
+    result = {"timing": timing, "environment": {"hardware": hw}}
+    if config is not None:
+        result["config"] = config
+    (folder / f"seed{seed}.json").write_text(json.dumps(result))
 
 
 def test_expected_times_come_from_recorded_results(tmp_path):
@@ -181,3 +183,49 @@ def test_a_method_or_seed_named_twice_is_planned_once(tmp_path, capsys):
     # above: one dataset, both protocols)
     assert "plan: 8 runs" in printed
     assert sum(line.split()[0] == "popularity" for line in printed.splitlines()[1:-1]) == 2
+
+
+def test_records_made_with_other_settings_give_way_to_those_made_with_the_jobs(tmp_path):
+    """A YAML change (TIGER's patience 5 -> 10) made runs take 60-77 min where the plan, reading
+    the patience-5 records, said 11: a seed's own record counts only if made with the job's
+    settings; else the seeds that were; else the record, with the differing settings named."""
+    from benchmark.config import flat_settings
+
+    old, new = {"model": {"patience": 5}, "lr": 0.01}, {"model": {"patience": 10}, "lr": 0.01}
+    _write(tmp_path, "ml", "loo", "m", 0, 3000, config=new)
+    _write(tmp_path, "ml", "loo", "m", 1, 5000, config=new)
+    _write(tmp_path, "ml", "loo", "m", 2, 600, config=old)
+    _write(tmp_path, "ml", "loo", "m", 3, 700, config={"lr": 0.01})  # predates `patience`
+    records = recorded(tmp_path)
+    now = flat_settings(new)
+    # not its own patience-5 record: the mean of the seeds recorded with these settings
+    assert expected(records, "ml", "loo", "m", 2, now) == (3000 + 5000 + 700) / 3
+    assert expected(records, "ml", "loo", "m", 2) == 600.0  # settings unknown: as before
+    assert expected(records, "ml", "loo", "m", 3, now) == 700.0  # no setting differs
+    assert expected(records, "ml", "loo", "m", 9, now) == (3000 + 5000 + 700) / 3
+    jobs = [Job("ml", "loo", "m", 2)]
+    lines, total, _ = plan_lines(jobs, records, settings={("ml", "m"): now})
+    assert total == 2900.0 and not any("other settings" in line for line in lines)
+    # no record made with these settings: the record's time, and what differs
+    other = flat_settings({"model": {"patience": 20}, "lr": 0.1})
+    assert expected(records, "ml", "loo", "m", 2, other) == 600.0
+    lines, _, _ = plan_lines(jobs, records, settings={("ml", "m"): other})
+    assert lines[2] == ("    recorded with other settings, so the time may differ: "
+                        "`lr` 0.01 -> 0.1, `model.patience` 10 / 5 -> 20")
+
+
+def test_the_cli_plan_names_settings_no_record_was_made_with(tmp_path, capsys):
+    from benchmark.cli import main
+
+    config = {"max_len": 20, "hidden": 16, "n_layers": 1, "max_epochs": 2, "patience": 2}
+    for protocol in ("loo", "cold_item"):
+        _write(tmp_path / "results-smoke", "ml-100k", protocol, "sasrec_id", 0, 60,
+               config=config)
+    args = ["--methods", "sasrec_id", "--seeds", "0", "--profile", "smoke", "--plan",
+            "--results-dir", str(tmp_path / "out"), "--cache-dir", str(tmp_path), "--no-progress"]
+    assert main(args) == 0
+    assert "other settings" not in capsys.readouterr().out  # the smoke YAML's own settings
+    assert main([*args, "--set", "patience=3"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("recorded with other settings, so the time may differ: "
+                         "`patience` 2 -> 3") == 2
