@@ -25,7 +25,8 @@ import traceback
 from pathlib import Path
 from typing import Any, NoReturn
 
-from benchmark.config import PROFILES, flat_settings, to_dict
+from benchmark.code_status import flat_settings
+from benchmark.config import PROFILES, to_dict
 from benchmark.errors import BenchmarkError, one_line
 
 COMMANDS = ("run", "tune", "list", "report", "recommend", "chat")

@@ -20,7 +20,7 @@ from typing import Any
 
 from benchmark import code_fingerprint as cf
 from benchmark import registry
-from benchmark.config import flat_settings, method_layers
+from benchmark.config import method_layers
 from benchmark.errors import BenchmarkError
 
 
@@ -85,6 +85,19 @@ def code_status(results: Iterable[dict[str, Any]], entries: list[dict] | None = 
     return status
 
 
+def flat_settings(config: Any, prefix: str = "") -> dict[str, str]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": "1"}``: each leaf setting as canonical JSON, the form in
+    which a result's recorded ``config`` is compared with another config (here and in
+    :mod:`benchmark.plan`). Kept out of :mod:`benchmark.config`, which every method's code
+    fingerprint covers."""
+    if not isinstance(config, dict) or not config:
+        return {prefix: json.dumps(config, sort_keys=True)} if prefix else {}
+    out: dict[str, str] = {}
+    for key, value in config.items():
+        out.update(flat_settings(value, f"{prefix}.{key}" if prefix else str(key)))
+    return out
+
+
 def _not_recorded(value: str) -> str:
     return "not recorded" if value == "null" else value
 
@@ -147,7 +160,7 @@ def config_lines(methods: dict[str, Any],
 
 def yaml_settings(result: dict[str, Any]) -> dict[str, str] | None:
     """{setting: canonical JSON} that the checkout's YAML gives the run's method for its
-    dataset and profile (the ``--set`` layer left out), flattened as :func:`benchmark.config.flat_settings`; None for a
+    dataset and profile (the ``--set`` layer left out), flattened as :func:`flat_settings`; None for a
     method this checkout does not know."""
     base, variant = registry.split_variant(str(result.get("method", "")))
     try:

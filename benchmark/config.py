@@ -12,7 +12,6 @@ would train nonsense fails before any data or model is loaded.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import re
 import types
@@ -323,14 +322,3 @@ def method_layers(
 
 def to_dict(config: Any) -> dict[str, Any]:
     return dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config)
-
-
-def flat_settings(config: Any, prefix: str = "") -> dict[str, str]:
-    """``{"a": {"b": 1}}`` -> ``{"a.b": "1"}``: each leaf setting as canonical JSON, the form in
-    which a result's recorded ``config`` is compared with another config."""
-    if not isinstance(config, dict) or not config:
-        return {prefix: json.dumps(config, sort_keys=True)} if prefix else {}
-    out: dict[str, str] = {}
-    for key, value in config.items():
-        out.update(flat_settings(value, f"{prefix}.{key}" if prefix else str(key)))
-    return out

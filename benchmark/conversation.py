@@ -39,7 +39,8 @@ class Conversational(Protocol):
 
 def _fitted(args: argparse.Namespace):
     from benchmark import registry, runner
-    from benchmark.config import flat_settings, parse_overrides, to_dict
+    from benchmark.code_status import flat_settings
+    from benchmark.config import parse_overrides, to_dict
     from benchmark.settings import harness_settings
 
     args.method = registry.resolve_name(args.method)

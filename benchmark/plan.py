@@ -35,9 +35,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchmark.config import flat_settings
+from benchmark.code_status import flat_settings
 
-Settings = dict[str, str]  # a config as benchmark.config.flat_settings gives it
+Settings = dict[str, str]  # a config as benchmark.code_status.flat_settings gives it
 
 
 @dataclass(frozen=True)

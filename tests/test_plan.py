@@ -189,7 +189,7 @@ def test_records_made_with_other_settings_give_way_to_those_made_with_the_jobs(t
     """A YAML change (TIGER's patience 5 -> 10) made runs take 60-77 min where the plan, reading
     the patience-5 records, said 11: a seed's own record counts only if made with the job's
     settings; else the seeds that were; else the record, with the differing settings named."""
-    from benchmark.config import flat_settings
+    from benchmark.code_status import flat_settings
 
     old, new = {"model": {"patience": 5}, "lr": 0.01}, {"model": {"patience": 10}, "lr": 0.01}
     _write(tmp_path, "ml", "loo", "m", 0, 3000, config=new)
