@@ -25,8 +25,7 @@ import traceback
 from pathlib import Path
 from typing import Any, NoReturn
 
-from benchmark.code_status import flat_settings
-from benchmark.config import PROFILES, to_dict
+from benchmark.config import PROFILES
 from benchmark.errors import BenchmarkError, one_line
 
 COMMANDS = ("run", "tune", "list", "report", "recommend", "chat")
@@ -333,6 +332,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     seeds = settings.seeds if args.seeds is None else parse_seeds(args.seeds)
     datasets = [args.dataset] if args.dataset else settings.datasets
     slow: set[str] = set()
+    from benchmark.code_status import flat_settings  # the plan's module imports it anyway
+    from benchmark.config import to_dict
+
     resolved = {}  # (dataset, method) -> its config's settings, for the plan's estimates
     for dataset in datasets:  # every config is checked before any data is loaded or job run
         for method in methods:

@@ -10,9 +10,9 @@ records made with the same settings count: a seed recorded with other settings (
 changed since, a ``--set``) gives way to the group's seeds that match; where none match, the
 plan still uses the record and names the settings that differ under its line (a TIGER run at
 patience 10 took 60-77 minutes where its patience-5 records said 11). Settings a record
-predates are not counted as differences. A result from before ``total_seconds`` counts fit + inference plus the
-job's set-up (loading the data, splitting, fingerprinting the code), which the CLI measures on
-this machine before it prints the plan (:func:`setup_seconds`).
+predates are not counted as differences. A result from before ``total_seconds`` counts fit +
+inference plus the job's set-up (loading the data, splitting, fingerprinting the code), which
+the CLI measures on this machine before it prints the plan (:func:`setup_seconds`).
 
 The reference results were recorded two runs at a time, one thread each, with a warm cache; a
 user's ``--all`` runs alone at the profile's threads from an empty cache. So a calibration run
@@ -188,11 +188,11 @@ def recorded(results_dir: Path) -> dict[tuple[str, str, str], Record]:
     settings: dict[tuple[str, str, str], dict[int, Settings]] = defaultdict(dict)
     for key, seed, seconds, without, hw, config in rows:
         hardware.setdefault(key, hw)
-        if seed is not None:
-            settings[key][seed] = config
         if seed is None:
             extra[key].append(seconds * ratio)
-        elif (*key, seed) not in calibrated:
+            continue
+        settings[key][seed] = config
+        if (*key, seed) not in calibrated:
             by_seed[key][seed] = seconds * ratio
             if without:
                 partial[key].add(seed)
