@@ -104,6 +104,9 @@ class SIDLLM(AdapterBase):
         explain_share: float = 0.15
         explain_users: int = 200  # users of the faithfulness measurement (0 = off)
         explain_max_new: int = 80  # tokens of a generated explanation (two 6-word titles fit)
+        # Titles after the reason's cues ("you liked", "I picked") copied from the facts by
+        # constrained decoding (sid_llm_explain.TitleCopy); off: free greedy decoding.
+        explain_copy: bool = False
         steer_share: float = 0.2  # share of next-item examples with a genre request
         steer_template: str = "Something from the {genre} genre, please."
         validate_every: int = 0  # stage-2 steps between validate() calls; 0 = never
@@ -335,7 +338,7 @@ class SIDLLM(AdapterBase):
         (the steering and explanation measurements) and, when stage 2 does not validate, the
         ranking precision, so a trained model can be ranked at either precision."""
         after = {"steer_users", "steer_genres", "steer_beam_width", "explain_users",
-                 "explain_max_new"}
+                 "explain_max_new", "explain_copy"}
         if self.config.validate_every <= 0:
             after.add("precision")
         return {k: v for k, v in asdict(self.config).items() if k not in after}

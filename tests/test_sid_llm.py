@@ -816,3 +816,20 @@ def test_the_trained_model_precision_tools_run_on_the_smoke_profile(tool, tiny_a
         assert got["fit_speedup"] > 0
     else:
         assert got["float32"]["seconds_per_user"] > 0 and got["speedup"] > 0
+
+
+def test_greedy_takes_the_most_probable_allowed_token_where_a_hook_restricts(tiny):
+    model, tok, _ = tiny
+    prompts = [tok.encode("abc", add_special_tokens=False), tok.encode("hello", add_special_tokens=False)]
+    free = greedy(model, prompts, 5, tok.pad_token_id, tok.eos_token_id)
+    only = [tok.convert_tokens_to_ids("x"), tok.convert_tokens_to_ids("y")]
+    calls = []
+
+    def allowed(row, tokens):
+        calls.append((row, len(tokens)))
+        return only if row == 1 and len(tokens) >= 2 else None
+
+    held = greedy(model, prompts, 5, tok.pad_token_id, tok.eos_token_id, allowed=allowed)
+    assert held[0] == free[0]  # the free row decodes as without a hook
+    assert held[1][:2] == free[1][:2] and set(held[1][2:]) <= set(only)
+    assert (1, 0) in calls and (0, 4) in calls

@@ -8,6 +8,7 @@ import pytest
 from adapters.sid_llm_explain import (
     Checker,
     CoPurchases,
+    TitleCopy,
     facts,
     facts_text,
     faithfulness,
@@ -135,3 +136,46 @@ def test_faithfulness_rates_and_a_text_without_claims():
     no_claims = faithfulness(checks[1:])
     assert no_claims["attribute_support"] is None  # not "100% supported"
     assert faithfulness([]) == {"n": 0}
+
+
+def _copy_after(copy: TitleCopy, tok, text: str, pick_last: bool) -> tuple[str, bool]:
+    """Decode as a model would that always takes the first (or last) allowed token: the text
+    after ``text``, and whether the hook let go once a title was complete."""
+    tokens = tok.encode(text, add_special_tokens=False)
+    start = len(tokens)
+    while (only := copy(0, tokens)) is not None:
+        tokens.append(only[-1] if pick_last else only[0])
+    return tok.decode(tokens[start:]), copy(0, tokens) is None
+
+
+@pytest.mark.parametrize("pick_last", [False, True])
+def test_title_copy_spells_a_title_of_the_facts_after_each_cue(pick_last):
+    from benchmark.models.llm import tiny_random_lm
+
+    _, tok = tiny_random_lm()
+    cat = _shop()
+    f = facts(cat, np.array([0, 2]), 1)  # pick: the stainless staple; history: both Stanleys
+    assert [h for h, _ in f.links] == [0]
+    f.family = [2]  # a second history title: the trie branches after its first token
+    titles = {short_title(cat, 0), short_title(cat, 2)}
+    copy = TitleCopy(tok, cat, [f])
+    after, released = _copy_after(copy, tok, "Because you liked", pick_last)
+    assert after.startswith(" ") and after[1:] in titles and released
+    after, _ = _copy_after(copy, tok, "Because you liked X and customers who bought ", pick_last)
+    assert after in titles  # a cue that ends in a space: the title without one
+    after, _ = _copy_after(copy, tok, "Because you liked it, I picked", pick_last)
+    assert after == " " + short_title(cat, 1)
+    # no cue at the end, or a case that does not match: the step stays free
+    assert copy(0, tok.encode("Because you liked it", add_special_tokens=False)) is None
+    assert copy(0, tok.encode("because You Liked", add_special_tokens=False)) is None
+
+
+def test_title_copy_leaves_a_slot_free_when_the_facts_give_no_title():
+    from benchmark.models.llm import tiny_random_lm
+
+    _, tok = tiny_random_lm()
+    cat = _shop()
+    lonely = facts(cat, np.array([3]), 5)  # the pen shares nothing with the glue
+    copy = TitleCopy(tok, cat, [lonely])
+    assert copy(0, tok.encode("Because you liked", add_special_tokens=False)) is None
+    assert copy(0, tok.encode("I picked", add_special_tokens=False)) is not None

@@ -474,9 +474,12 @@ def train_steps(model: Any, examples: list[Example], *, steps: int, batch_size: 
 
 
 @torch.no_grad()
-def greedy(model: Any, prompts: list[list[int]], max_new: int, pad: int, eos: int
+def greedy(model: Any, prompts: list[list[int]], max_new: int, pad: int, eos: int,
+           allowed: Callable[[int, list[int]], list[int] | None] | None = None
            ) -> list[list[int]]:
-    """Unconstrained greedy continuations (stops at ``eos``), with a KV cache."""
+    """Greedy continuations (stops at ``eos``), with a KV cache. ``allowed(row, tokens so
+    far)``, when given, is asked before each token of each unfinished row: a list of token ids
+    restricts that step to them (the most probable of them is taken), None leaves it free."""
     dev = next(model.parameters()).device
     ids, mask = left_pad(prompts, pad)
     ids, mask = ids.to(dev), mask.to(dev)
@@ -487,8 +490,13 @@ def greedy(model: Any, prompts: list[list[int]], max_new: int, pad: int, eos: in
     result = [[] for _ in prompts]
     done = torch.zeros(len(prompts), dtype=torch.bool, device=dev)
     for _ in range(max_new):
-        nxt = out.logits[:, -1].argmax(-1)
+        logits = out.logits[:, -1]
+        nxt = logits.argmax(-1)
         for row in (~done).nonzero().flatten().tolist():
+            only = allowed(row, result[row]) if allowed is not None else None
+            if only:
+                ids = torch.as_tensor(only, device=dev)
+                nxt[row] = ids[logits[row, ids].argmax()]
             result[row].append(int(nxt[row]))
         done |= nxt == eos
         if bool(done.all()):
