@@ -90,6 +90,10 @@ class TIGER(AdapterBase):
         history_items: int = 20
         user_buckets: int = 2000  # 0 = no user token
         lr: float = 1e-3
+        # Learning rate on a plateau: after this many validations without a new best, the rate
+        # is multiplied by lr_decay (and the count restarts); 0 = a constant rate.
+        lr_decay_patience: int = 0
+        lr_decay: float = 0.5
         weight_decay: float = 0.01
         batch_size: int = 256
         max_epochs: int = 100
@@ -105,11 +109,12 @@ class TIGER(AdapterBase):
                         "decoder_layers", "history_items", "batch_size", "max_epochs",
                         "patience", "beam_width", "list_length", "eval_batch"):
                 require_at_least(key, getattr(self, key), 1)
-            for key in ("user_buckets", "epoch_examples", "validate_cases"):
+            for key in ("user_buckets", "epoch_examples", "validate_cases", "lr_decay_patience"):
                 require_at_least(key, getattr(self, key), 0)
             require_positive("lr", self.lr)
             require_range("weight_decay", self.weight_decay, 0)
             require_range("dropout", self.dropout, 0, 1)
+            require_range("lr_decay", self.lr_decay, 0, 1)
             require_nested("semantic_ids", SemanticIDConfig, self.semantic_ids)
 
     needs = frozenset({"item_text"})
@@ -179,10 +184,22 @@ class TIGER(AdapterBase):
                 bar.set_postfix(loss=f"{loss.item():.4f}")
             losses.append(total / max(len(order), 1))
 
+        plateau = {"best": -math.inf, "since": 0}
+        rates: list[list[float]] = []  # [validation number, learning rate after it] per decay
+
         @torch.no_grad()
         def evaluate() -> float:
             model.eval()
-            return validate(cases=cfg.validate_cases or None)
+            value = validate(cases=cfg.validate_cases or None)
+            if cfg.lr_decay_patience:
+                plateau["since"] = 0 if value > plateau["best"] else plateau["since"] + 1
+                plateau["best"] = max(plateau["best"], value)
+                if plateau["since"] >= cfg.lr_decay_patience:
+                    for group in optimiser.param_groups:
+                        group["lr"] *= cfg.lr_decay
+                    plateau["since"] = 0
+                    rates.append([len(losses), optimiser.param_groups[0]["lr"]])
+            return value
 
         if not len(src):
             ctx.report_stop("no_training")
@@ -194,7 +211,8 @@ class TIGER(AdapterBase):
         if stopped.best_state is not None:
             model.load_state_dict(stopped.best_state)
         ctx.report_stop(stopped.reason)
-        return {"epochs": stopped.rounds, "train_loss": [round(x, 5) for x in losses],
+        extra = {"lr_decays": rates} if cfg.lr_decay_patience else {}
+        return {**extra, "epochs": stopped.rounds, "train_loss": [round(x, 5) for x in losses],
                 "best_valid_ndcg10": stopped.best if math.isfinite(stopped.best) else None,
                 "examples_per_epoch": per_epoch, "training_prefixes": len(src)}
 
@@ -217,7 +235,8 @@ class TIGER(AdapterBase):
 
     def diagnostics(self) -> dict[str, Any]:
         return {**{k: self.info[k] for k in ("epochs", "best_valid_ndcg10", "cached",
-                                             "examples_per_epoch", "training_prefixes")
+                                             "examples_per_epoch", "training_prefixes",
+                                             "lr_decays")
                    if k in self.info},
                 "semantic_ids": self.sid_diagnostics, "list_length": self.list_length,
                 "tied_items": int(0 if self.tie_groups is None else

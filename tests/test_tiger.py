@@ -113,7 +113,7 @@ def _train_data() -> TrainData:
     return TrainData(N_ITEMS, sequences, catalog, counts)
 
 
-def _fit(cache_dir, codes=CODES, **overrides) -> tuple[TIGER, list[float]]:
+def _fit(cache_dir, codes=CODES, scores=None, **overrides) -> tuple[TIGER, list[float]]:
     config = TIGER.Config(**{"d_model": 32, "n_heads": 2, "head_dim": 16, "ffn_dim": 64,
                              "encoder_layers": 1, "decoder_layers": 1, "dropout": 0.0,
                              "history_items": 4, "user_buckets": 8, "lr": 1e-2,
@@ -128,7 +128,8 @@ def _fit(cache_dir, codes=CODES, **overrides) -> tuple[TIGER, list[float]]:
 
     def validate(cases=None):
         calls.append(cases)
-        return float(len(calls))  # always improving: train to max_epochs
+        # always improving (train to max_epochs) unless the test gives the scores
+        return float(len(calls)) if scores is None else scores[len(calls) - 1]
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr("adapters.tiger.build_semantic_ids", lambda *a, **k: sids)
@@ -169,6 +170,17 @@ def test_the_checkpoint_is_reused_and_validation_uses_the_configured_sample(tmp_
     assert calls == [5, 5]
     again, calls = _fit(tmp_path, max_epochs=2, validate_cases=5)
     assert not first.info["cached"] and again.info["cached"] and calls == []
+
+
+def test_the_learning_rate_decays_after_validations_without_a_new_best(tmp_path):
+    scores = [1.0, 2.0, 2.0, 1.5, 3.0, 3.0, 3.0, 3.0, 2.0]
+    adapter, _ = _fit(tmp_path, scores=scores, max_epochs=9, lr_decay_patience=2, lr_decay=0.5)
+    # two validations without a new best: after the 4th, the 7th (the count restarts at a
+    # decay) and the 9th
+    assert adapter.info["lr_decays"] == [[4, 5e-3], [7, 2.5e-3], [9, 1.25e-3]]
+    assert adapter.diagnostics()["lr_decays"] == adapter.info["lr_decays"]
+    constant, _ = _fit(tmp_path / "c", scores=scores, max_epochs=9)
+    assert "lr_decays" not in constant.info
 
 
 def test_colliding_ids_are_written_together_and_declared_tied(tmp_path):
