@@ -20,6 +20,10 @@ Faithful by construction and by training:
   pairs of the training sequences, the prompt built from their facts, the target a sentence
   :func:`reason` writes from the same facts. The model learns the task from catalogue facts
   and training sequences only.
+- **Decoding.** With ``explain_copy`` a title the model starts after one of the sentence's cues
+  is copied from the facts token by token (:class:`TitleCopy`), as the ranking is constrained
+  to real semantic IDs: on one Amazon `loo` model it raised the history-reference rate from
+  79.0% to 88.0% of 200 users (18 gained, none lost), the facts' ceiling being 88.5%.
 - **Measurement** (:func:`check`, :func:`faithfulness`), automatic and the same for the model and
   the count-based baseline:
   - a *title* is named when a catalogue title, or its short form (:func:`short_title`), occurs
