@@ -106,7 +106,9 @@ def tune(method: str, dataset: str, protocol: str, grid: Grid, *, seed: int = 0,
         row = {"settings": point, **validation_metrics(adapter, split, data.n_items, settings),
                "fit_seconds": round(fit_seconds, 2), "stop_reason": ctx.stop_reason,
                "examples_seen": ctx.examples_seen,
-               "wall_seconds": round(time.perf_counter() - started, 2)}
+               "wall_seconds": round(time.perf_counter() - started, 2),
+               # the validation curve, so two points compare at equal training compute
+               "curve": ctx.curve}
         rows.append(row)
         echo(f"{json.dumps(point)}: valid NDCG@10 {_fmt(row['valid_ndcg10'])} "
              f"(warm {_fmt(row['valid_ndcg10_warm'])}, cold_valid "

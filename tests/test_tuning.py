@@ -115,3 +115,14 @@ def test_tune_takes_a_thread_count(tiny_atomic, tmp_path, monkeypatch):
                        profile="smoke", results_dir=tmp_path / "r", cache_dir=tmp_path / "c",
                        show_progress=False, echo=lambda *a: None, threads=1)
     assert path.exists() and seen and set(seen) == {1}
+
+
+def test_tune_records_each_points_validation_curve(tiny_atomic, tmp_path):
+    """A probe is read at equal training compute, so each row keeps the curve its fit drew."""
+    path = tuning.tune("sasrec_id", str(tiny_atomic), "loo", tuning.Grid.parse(["lr=0.001"]),
+                       profile="smoke", results_dir=tmp_path / "r", cache_dir=tmp_path / "c",
+                       show_progress=False, echo=lambda *a: None)
+    [row] = json.loads(path.read_text())["rows"]
+    examples = [point["examples"] for point in row["curve"]]
+    assert examples and examples == sorted(examples) and examples[-1] <= row["examples_seen"]
+    assert all(0.0 <= point["valid_ndcg10"] <= 1.0 for point in row["curve"])
