@@ -21,6 +21,8 @@ from benchmark.runner import RunRequest
 
 METHODS = ("popularity", "item_knn", "sasrec_id", "sasrec_sid")
 PROTOCOLS, SEEDS = ("loo", "cold_item"), (0, 1)
+# The end-to-end grid: one seed keeps it at 8 jobs over 2 workers (two seeds took a minute of CI)
+E2E_SEEDS = (0,)
 LLM_METHODS = {"sid_llm", "said", "said_minilm", "ra_rec", "ra_rec_hard", "recformer",
                "recformer_pretrained"}
 
@@ -40,7 +42,8 @@ class Broken(AdapterBase):
 
 
 def _args(dataset, cache, results, methods=METHODS):
-    return ["--methods", ",".join(methods), "--protocol", "both", "--seeds", "0,1",
+    return ["--methods", ",".join(methods), "--protocol", "both", "--seeds",
+            ",".join(map(str, E2E_SEEDS)),
             "--dataset", str(dataset), "--profile", "smoke", "--set", "harness.threads=1",
             "--cache-dir", str(cache), "--results-dir", str(results), "--no-progress",
             "--no-report"]
@@ -58,9 +61,9 @@ def test_ray_grid_matches_the_serial_run_and_resumes(tiny_atomic, tmp_path, caps
     assert main([*ray_args, "--executor", "ray", "--ray-workers", "2"]) == 0
     finished = [line for line in capsys.readouterr().out.splitlines() if " seed" in line
                 and "took" in line]
-    assert len(finished) == len(METHODS) * len(PROTOCOLS) * len(SEEDS)
+    assert len(finished) == len(METHODS) * len(PROTOCOLS) * len(E2E_SEEDS)
     assert all("(computed)" in line for line in finished)  # as the serial lines say
-    cells = [(m, p, s) for m in METHODS for p in PROTOCOLS for s in SEEDS]
+    cells = [(m, p, s) for m in METHODS for p in PROTOCOLS for s in E2E_SEEDS]
     for cell in cells:
         serial, on_ray = _per_user(tmp_path / "serial", *cell), _per_user(tmp_path / "ray", *cell)
         assert on_ray.read_bytes() == serial.read_bytes(), cell
@@ -79,8 +82,8 @@ def test_ray_grid_matches_the_serial_run_and_resumes(tiny_atomic, tmp_path, caps
                  "--ray-workers", "2"])
     out, err = capsys.readouterr()
     assert code == 2
-    assert "4 of 20 jobs failed" in err
-    assert err.count(f"failed: broken {tiny_atomic.resolve()} ") == 4
+    assert "2 of 10 jobs failed" in err
+    assert err.count(f"failed: broken {tiny_atomic.resolve()} ") == 2
     assert "method 'broken' failed in fit: RuntimeError: boom" in err
     for cell in cells:
         first = _per_user(tmp_path / "ray", *cell).with_name(f"seed{cell[2]}.json")
