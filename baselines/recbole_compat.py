@@ -4,8 +4,15 @@ RecBole 1.2.1 (the last release) predates NumPy 2: its ``Config.compatibility_se
 ``np.float = np.float_`` and friends, which raises once ``np.float_`` is gone; torch >= 2.6 loads
 checkpoints with ``weights_only=True`` by default, which refuses RecBole's pickled config; and
 ``recbole.utils`` imports ``torch.utils.tensorboard`` at module level, which needs the
-``tensorboard`` package that we do not install. Everything that papers over this lives here, so
-it is one place to delete when RecBole catches up.
+``tensorboard`` package that we do not install; and ``recbole/model/sequential_recommender/
+sine.py`` calls ``torch.autograd.set_detect_anomaly(True)`` when it is imported, which every
+sequential model's import does (their package imports it), and unpickling a trained peer in the
+benchmark's own process imports it too. Anomaly mode changes no number, but it slowed every
+later backward pass in that process: a tiny TIGER fit after the RecBole tests took 25 s
+against 4 s alone, so a `--all` run would have trained every method after the first RecBole
+peer (and the peer itself) in it, and recorded those fit times. :func:`install` imports the
+sequential models once with the caller's anomaly setting kept. Everything that papers over
+this lives here, so it is one place to delete when RecBole catches up.
 
 Call :func:`install` before importing any ``recbole.config / data / utils / model`` module.
 Never import ``recbole.quick_start``: it imports ``ray``, which is not installed.
@@ -37,7 +44,8 @@ class _NoTensorBoard:
 
 
 def install() -> None:
-    """Restore the NumPy aliases and stub tensorboard if it is missing (idempotent, additive)."""
+    """Restore the NumPy aliases, stub tensorboard if it is missing, and import RecBole's
+    sequential models with torch's anomaly mode left as the caller had it (idempotent)."""
     for name, value in _NUMPY_ALIASES.items():
         if name not in np.__dict__:
             setattr(np, name, value)
@@ -47,6 +55,12 @@ def install() -> None:
         stub = types.ModuleType("torch.utils.tensorboard")
         stub.SummaryWriter = _NoTensorBoard
         sys.modules["torch.utils.tensorboard"] = stub
+    import torch
+
+    anomaly = torch.is_anomaly_enabled()
+    import recbole.model.sequential_recommender  # noqa: F401  (runs sine.py's switch once)
+
+    torch.autograd.set_detect_anomaly(anomaly)
 
 
 def load_checkpoint(path: Path | str, map_location: str = "cpu") -> Any:

@@ -90,3 +90,21 @@ def test_recbole_leave_one_out_targets_equal_ours(tmp_path):
         zip(split.test.users.tolist(), split.test.targets.tolist()))
     assert {int(u): i for u, i in got["valid"].items()} == dict(
         zip(split.valid.users.tolist(), split.valid.targets.tolist()))
+
+
+@pytest.mark.parametrize("before", [False, True])
+def test_importing_recbole_models_leaves_torchs_anomaly_mode_as_it_was(before):
+    """RecBole's sine.py switches anomaly detection on when imported, which slowed every later
+    backward pass of the process (a tiny TIGER fit: 25 s against 4 s)."""
+    import torch
+
+    from baselines import recbole_compat
+
+    torch.autograd.set_detect_anomaly(before)
+    try:
+        recbole_compat.install()
+        import recbole.model.sequential_recommender.sasrec  # noqa: F401  (what unpickling does)
+
+        assert torch.is_anomaly_enabled() is before
+    finally:
+        torch.autograd.set_detect_anomaly(False)
