@@ -19,18 +19,6 @@ os.environ.setdefault("NUMBA_DISABLE_JIT", "1")
 # Tiny models train fastest on one thread, and CI has two cores shared with pytest itself.
 torch.set_num_threads(1)
 
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Every test starts and ends on one torch thread (ends too: a module-scoped fixture is set up
-    before this one). The runner, `tune` and `chat` set `harness.threads` process-wide, and a
-    thread count one test leaves behind slows every later tiny model: a tiny TIGER fit measured
-    1.9 s on one thread and 6.8 s on two (CI's TIGER fixture took 24 s, 6 s run alone)."""
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(1)
-
-
 GENRES = ["Action", "Comedy", "Drama", "Horror", "Romance"]
 
 
